@@ -1,0 +1,1 @@
+"""ONNX model loading and the plate detector and recognizer that run on it."""
