@@ -1,0 +1,258 @@
+"""Daemon configuration: a closed, validated schema read from TOML and the environment.
+
+Environment variables override the file: prefix ``ALPR_EDGE_``, ``__`` between nested keys
+(``ALPR_EDGE_MQTT__HOST=broker.example``). Unknown keys anywhere are errors.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from edge.errors import ConfigError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_MODELS_DIR = PACKAGE_DIR.parent / "models"
+ENV_PREFIX = "ALPR_EDGE_"
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsSettings(_Closed):
+    ca_file: Path | None = Field(None, description="CA bundle that signed the broker's certificate")
+    cert_file: Path | None = Field(None, description="this device's client certificate (PEM)")
+    key_file: Path | None = Field(None, description="this device's client private key (PEM)")
+    insecure_skip_verify: bool = Field(
+        False, description="do not verify the broker's host name (never in production)"
+    )
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> Self:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be given together")
+        return self
+
+
+class MqttSettings(_Closed):
+    host: str = Field("localhost", min_length=1, description="broker host name or address")
+    port: int = Field(1883, ge=1, le=65535)
+    topic_prefix: str = Field("alpr", min_length=1, description="first topic level")
+    client_id: str | None = Field(None, description="MQTT client id; default: the device id")
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = Field(
+        None, description="file holding the password, e.g. a systemd credential"
+    )
+    tls: TlsSettings | None = Field(None, description="TLS settings; omit for plain TCP")
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    include_crop: bool = Field(True, description="embed the plate crop JPEG in each read")
+    offline_grace_s: float = Field(
+        10.0,
+        ge=0,
+        description="with file cameras only: how long to wait for the broker before exiting "
+        "with reads left in the outbox",
+    )
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic_is_plain(cls, value: str) -> str:
+        if any(ch in value for ch in "#+\0") or value.startswith("/") or value.endswith("/"):
+            raise ValueError("must not contain '#', '+' or NUL, nor start or end with '/'")
+        return value
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> Self:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password or password_file, not both")
+        return self
+
+    def resolved_password(self) -> str | None:
+        """The password, from the config or from its file (systemd credentials dir aware)."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is None:
+            return None
+        path = self.password_file
+        cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not path.is_absolute() and cred_dir:
+            path = Path(cred_dir) / path
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"mqtt.password_file: cannot read {path}: {exc.strerror}") from None
+
+
+class StorageSettings(_Closed):
+    dir: Path = Field(Path("/var/lib/alpr-edge"), description="database and plate crops")
+    retention_days: float = Field(30, gt=0, le=3650, description="delete reads older than this")
+
+
+class CameraSettings(_Closed):
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    source: str = Field(
+        min_length=1,
+        description="file:///clip.mp4, rtsp://..., v4l2:///dev/video0, gst:<pipeline>, picamera2:0",
+    )
+    realtime: bool = Field(True, description="file sources: play at the clip's frame rate")
+    latitude: float | None = Field(None, ge=-90, le=90)
+    longitude: float | None = Field(None, ge=-180, le=180)
+    heading_deg: float | None = Field(None, ge=0, lt=360, description="direction the camera faces")
+    roi: list[tuple[float, float]] | None = Field(
+        None, description="region-of-interest polygon, [[x, y], ...] in 0..1 frame fractions"
+    )
+    queue_size: int = Field(4, ge=1, le=256, description="frames buffered before dropping")
+    detect_width: int = Field(
+        960, ge=160, le=3840, description="frames are downscaled to this width for detection"
+    )
+
+    @field_validator("source")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        schemes = ("file://", "rtsp://", "rtsps://", "v4l2://", "gst:", "picamera2:")
+        if not value.startswith(schemes):
+            raise ValueError(f"must start with one of {', '.join(schemes)}")
+        return value
+
+    @field_validator("roi")
+    @classmethod
+    def _roi_polygon(
+        cls, value: list[tuple[float, float]] | None
+    ) -> list[tuple[float, float]] | None:
+        if value is None:
+            return None
+        if len(value) < 3:
+            raise ValueError("needs at least 3 points")
+        for x, y in value:
+            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                raise ValueError("points are frame fractions between 0 and 1")
+        return value
+
+
+class ModelSettings(_Closed):
+    detector: Path = Field(DEFAULT_MODELS_DIR / "plate-detector.onnx")
+    recognizer: Path = Field(DEFAULT_MODELS_DIR / "plate-recognizer.onnx")
+    providers: list[Literal["cpu", "cuda", "tensorrt"]] = Field(
+        default_factory=lambda: ["cpu"], min_length=1, description="onnxruntime providers"
+    )
+    threads: int = Field(0, ge=0, le=64, description="onnxruntime threads; 0 = automatic")
+    detector_threshold: float = Field(0.35, gt=0, lt=1)
+
+
+class TrackingSettings(_Closed):
+    pass_timeout_s: float = Field(
+        0.6, gt=0, le=10, description="a pass ends when its plate is unseen this long"
+    )
+    min_frames: int = Field(2, ge=1, le=100, description="passes seen fewer times are dropped")
+    max_candidates: int = Field(5, ge=1, le=20)
+
+
+class MotionSettings(_Closed):
+    enabled: bool = True
+    threshold: float = Field(
+        0.002, ge=0, le=1, description="share of changed pixels that counts as motion"
+    )
+
+
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    device_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)  # type: ignore[arg-type]
+    storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
+    models: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)  # type: ignore[arg-type]
+    motion: MotionSettings = Field(default_factory=MotionSettings)  # type: ignore[arg-type]
+    cameras: list[CameraSettings] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_camera_ids(self) -> Self:
+        ids = [c.id for c in self.cameras]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"camera ids must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _TOML_FILE.get("path")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+_TOML_FILE: dict[str, Path | None] = {"path": None}
+
+
+def _format_errors(exc: ValidationError, origin: str) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling against config.example.toml)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        value = err.get("input")
+        shown = "" if err["type"] in ("missing", "extra_forbidden") else f" (got {value!r})"
+        if "password" in where:
+            shown = ""
+        lines.append(f"{origin}: {where}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def load_settings(path: Path | None, **overrides: Any) -> Settings:
+    """Read and validate the config; raise ConfigError with one line per problem."""
+    origin = str(path) if path is not None else "environment"
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist (copy config.example.toml)")
+        try:
+            with path.open("rb") as fh:
+                tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    _TOML_FILE["path"] = path
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, origin)) from None
+    finally:
+        _TOML_FILE["path"] = None
