@@ -121,9 +121,6 @@ class CameraSettings(_Closed):
         None, description="region-of-interest polygon, [[x, y], ...] in 0..1 frame fractions"
     )
     queue_size: int = Field(4, ge=1, le=256, description="frames buffered before dropping")
-    detect_width: int = Field(
-        960, ge=160, le=3840, description="frames are downscaled to this width for detection"
-    )
 
     @field_validator("source")
     @classmethod
@@ -156,6 +153,13 @@ class ModelSettings(_Closed):
     )
     threads: int = Field(0, ge=0, le=64, description="onnxruntime threads; 0 = automatic")
     detector_threshold: float = Field(0.35, gt=0, lt=1)
+    detector_input_size: int | None = Field(
+        None,
+        ge=160,
+        le=3840,
+        multiple_of=32,
+        description="long side of the frame as the detector sees it; default: the model's",
+    )
 
 
 class TrackingSettings(_Closed):
