@@ -145,11 +145,18 @@ class CameraSettings(_Closed):
         return value
 
 
+Provider = Literal["cpu", "cuda", "tensorrt"]
+
+
+def _cpu_only() -> list[Provider]:
+    return ["cpu"]
+
+
 class ModelSettings(_Closed):
     detector: Path = Field(DEFAULT_MODELS_DIR / "plate-detector.onnx")
     recognizer: Path = Field(DEFAULT_MODELS_DIR / "plate-recognizer.onnx")
-    providers: list[Literal["cpu", "cuda", "tensorrt"]] = Field(
-        default_factory=lambda: ["cpu"], min_length=1, description="onnxruntime providers"
+    providers: list[Provider] = Field(
+        default_factory=_cpu_only, min_length=1, description="onnxruntime providers, in order"
     )
     threads: int = Field(0, ge=0, le=64, description="onnxruntime threads; 0 = automatic")
     detector_threshold: float = Field(0.35, gt=0, lt=1)

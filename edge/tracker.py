@@ -1,0 +1,159 @@
+"""Link plate observations across frames into vehicle passes; one read per pass.
+
+A fixed camera sees each vehicle for a second or two. Observations are matched to open
+tracks by box overlap or, for fast vehicles, by a centre distance scaled to the plate's size;
+a track whose plate has not been seen for ``pass_timeout_s`` of stream time is closed and
+voted into a single VehiclePass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from edge.config import TrackingSettings
+from edge.types import Detection, Direction, PlateObservation, VehiclePass
+from edge.voting import vote
+
+MAX_CENTER_JUMP = 3.0
+"""How far, in plate widths, a plate may move between two processed frames."""
+DIRECTION_MIN_GROWTH = 1.25
+DIRECTION_MIN_SHIFT = 1.0
+
+
+def iou(a: Detection, b: Detection) -> float:
+    ax1, ay1, ax2, ay2 = a.box
+    bx1, by1, bx2, by2 = b.box
+    iw = max(0.0, min(ax2, bx2) - max(ax1, bx1))
+    ih = max(0.0, min(ay2, by2) - max(ay1, by1))
+    inter = iw * ih
+    union = a.width * a.height + b.width * b.height - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _distance_score(a: Detection, b: Detection) -> float:
+    """0 when far apart, up to 1 when the centres coincide, scaled to plate size."""
+    (ax, ay), (bx, by) = a.center, b.center
+    scale = max(a.width, b.width, 1.0)
+    dist = math.hypot(ax - bx, ay - by) / scale
+    return max(0.0, 1.0 - dist / MAX_CENTER_JUMP)
+
+
+@dataclass(slots=True)
+class _Track:
+    observations: list[PlateObservation] = field(default_factory=list)
+    last_time: float = 0.0
+
+    @property
+    def last(self) -> PlateObservation:
+        return self.observations[-1]
+
+
+def direction_of(observations: Sequence[PlateObservation]) -> Direction:
+    """Approaching when the plate grows, receding when it shrinks, else left or right."""
+    if len(observations) < 2:
+        return Direction.UNKNOWN
+    first, last = observations[0].detection, observations[-1].detection
+    growth = (last.height + 1e-6) / (first.height + 1e-6)
+    if growth >= DIRECTION_MIN_GROWTH:
+        return Direction.APPROACHING
+    if growth <= 1 / DIRECTION_MIN_GROWTH:
+        return Direction.RECEDING
+    shift = (last.center[0] - first.center[0]) / max(first.width, 1.0)
+    if shift >= DIRECTION_MIN_SHIFT:
+        return Direction.RIGHT
+    if shift <= -DIRECTION_MIN_SHIFT:
+        return Direction.LEFT
+    dy = last.center[1] - first.center[1]
+    if abs(dy) >= first.height:
+        # A plate moving down the frame of a pole camera is coming closer.
+        return Direction.APPROACHING if dy > 0 else Direction.RECEDING
+    return Direction.UNKNOWN
+
+
+class PlateTracker:
+    """Per-camera tracker. Not thread-safe: one pipeline thread owns it."""
+
+    def __init__(self, camera_id: str, settings: TrackingSettings) -> None:
+        self.camera_id = camera_id
+        self._settings = settings
+        self._tracks: list[_Track] = []
+
+    @property
+    def open_tracks(self) -> int:
+        return len(self._tracks)
+
+    def update(self, now: float, observations: Sequence[PlateObservation]) -> list[VehiclePass]:
+        """Add one frame's observations (possibly none) at stream time ``now``.
+
+        Returns the passes that ended.
+        """
+        self._assign(now, observations)
+        return self._close(lambda t: now - t.last_time > self._settings.pass_timeout_s)
+
+    def flush(self) -> list[VehiclePass]:
+        """Close every open track (end of stream, shutdown)."""
+        return self._close(lambda _t: True)
+
+    def _assign(self, now: float, observations: Sequence[PlateObservation]) -> None:
+        pairs: list[tuple[float, int, int]] = []
+        for ti, track in enumerate(self._tracks):
+            for oi, obs in enumerate(observations):
+                score = max(
+                    iou(track.last.detection, obs.detection),
+                    _distance_score(track.last.detection, obs.detection),
+                )
+                if track.last.recognition.text and (
+                    track.last.recognition.text == obs.recognition.text
+                ):
+                    score += 0.5
+                if score > 0.0:
+                    pairs.append((score, ti, oi))
+        pairs.sort(reverse=True)
+        used_tracks: set[int] = set()
+        used_obs: set[int] = set()
+        for _score, ti, oi in pairs:
+            if ti in used_tracks or oi in used_obs:
+                continue
+            used_tracks.add(ti)
+            used_obs.add(oi)
+            track = self._tracks[ti]
+            track.observations.append(observations[oi])
+            track.last_time = now
+        for oi, obs in enumerate(observations):
+            if oi not in used_obs:
+                self._tracks.append(_Track(observations=[obs], last_time=now))
+
+    def _close(self, done: Callable[[_Track], bool]) -> list[VehiclePass]:
+        ended = [t for t in self._tracks if done(t)]
+        self._tracks = [t for t in self._tracks if not done(t)]
+        passes = [self._to_pass(t) for t in ended]
+        return [p for p in passes if p is not None]
+
+    def _to_pass(self, track: _Track) -> VehiclePass | None:
+        obs = track.observations
+        result = vote([o.recognition for o in obs], max_candidates=self._settings.max_candidates)
+        if len(obs) < self._settings.min_frames and result.confidence < 0.9:
+            return None
+        best = max(
+            obs,
+            key=lambda o: (
+                o.recognition.text == result.text,
+                o.recognition.confidence * min(o.detection.height, 80.0),
+            ),
+        )
+        return VehiclePass(
+            camera_id=self.camera_id,
+            text=result.text,
+            confidence=result.confidence,
+            candidates=result.candidates,
+            status=result.status,
+            first_seen=obs[0].captured_at,
+            last_seen=obs[-1].captured_at,
+            best_seen=best.captured_at,
+            frames_seen=len(obs),
+            direction=direction_of(obs),
+            crop_jpeg=best.crop_jpeg,
+            chars=result.chars,
+        )
