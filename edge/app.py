@@ -1,0 +1,256 @@
+"""The daemon: builds every part in order, runs the camera pipelines, stops in reverse.
+
+Order of start: storage -> models (warmed) -> publisher -> cameras -> pipelines -> READY.
+Order of stop: cameras (producers) -> pipelines (flush open passes) -> publisher -> storage.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+
+from edge import __version__, sdnotify
+from edge.camera import open_source
+from edge.camera.capture import CaptureThread
+from edge.config import CameraSettings, Settings
+from edge.events import build_read_event
+from edge.motion import MotionGate, roi_mask
+from edge.pipeline import PlateReader, encode_crop
+from edge.publisher import MqttPublisher
+from edge.store import ReadStore
+from edge.tracker import PlateTracker
+from edge.types import Frame, ImageArray, PlateObservation, VehiclePass
+
+log = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT_CONNECTED_S = 120.0
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    frames_processed: int = 0
+    frames_gated: int = 0
+    reads: int = 0
+    heartbeat: float = 0.0
+
+
+class CameraPipeline:
+    """One camera's thread: frames -> motion gate -> detect -> recognize -> track -> emit."""
+
+    def __init__(
+        self,
+        camera: CameraSettings,
+        capture: CaptureThread,
+        reader: PlateReader,
+        settings: Settings,
+        emit: Callable[[VehiclePass, CameraSettings], None],
+        stop: threading.Event,
+    ) -> None:
+        self.camera = camera
+        self.capture = capture
+        self.reader = reader
+        self.emit = emit
+        self.stop_event = stop
+        self.tracker = PlateTracker(camera.id, settings.tracking)
+        self.gate = MotionGate(settings.motion, roi=camera.roi) if settings.motion.enabled else None
+        self.stats = PipelineStats(heartbeat=time.monotonic())
+        self._mask: ImageArray | None = None
+        self._thread = threading.Thread(target=self._run, name=f"pipeline-{camera.id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _stream_time(self, frame: Frame) -> float:
+        """Seconds on the stream's own clock: a clip read faster than real time keeps its
+        pacing, so a pass timeout means the same on a file as on a live camera."""
+        fps = self.capture.source.fps
+        if not self.capture.source.is_live and not self.camera.realtime and fps:
+            return frame.index / fps
+        return frame.monotonic
+
+    def _observe(self, frame: Frame) -> list[PlateObservation]:
+        image = frame.image
+        if self.camera.roi is not None and (
+            self._mask is None or self._mask.shape[:2] != image.shape[:2]
+        ):
+            self._mask = roi_mask(image.shape[:2], self.camera.roi)
+        results = self.reader.recognize(image, self.reader.detect(image, self._mask))
+        return [
+            PlateObservation(
+                frame_index=frame.index,
+                captured_at=frame.captured_at,
+                monotonic=self._stream_time(frame),
+                detection=r.detection,
+                recognition=r.recognition,
+                crop_jpeg=encode_crop(image, r.detection),
+            )
+            for r in results
+        ]
+
+    def _run(self) -> None:
+        try:
+            while not self.stop_event.is_set():
+                frame = self.capture.get(timeout=0.2)
+                self.stats.heartbeat = time.monotonic()
+                if frame is None:
+                    if self.capture.finished:
+                        break
+                    if self.capture.source.is_live or self.camera.realtime:
+                        self._emit_all(self.tracker.update(time.monotonic(), []))
+                    continue
+                moving = self.gate is None or self.gate.update(frame.image)
+                if moving or self.tracker.open_tracks:
+                    observations = self._observe(frame)
+                    self.stats.frames_processed += 1
+                else:
+                    observations = []
+                    self.stats.frames_gated += 1
+                self._emit_all(self.tracker.update(self._stream_time(frame), observations))
+        except Exception:
+            log.exception("camera %s: pipeline failed", self.camera.id)
+            raise
+        finally:
+            self._emit_all(self.tracker.flush())
+
+    def _emit_all(self, passes: list[VehiclePass]) -> None:
+        for vehicle_pass in passes:
+            self.stats.reads += 1
+            self.emit(vehicle_pass, self.camera)
+
+
+class Daemon:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop_event = threading.Event()
+        self.store: ReadStore | None = None
+        self.publisher: MqttPublisher | None = None
+        self.captures: list[CaptureThread] = []
+        self.pipelines: list[CameraPipeline] = []
+
+    def install_signal_handlers(self) -> None:
+        def _handle(signum: int, _frame: FrameType | None) -> None:
+            log.info("received %s, shutting down", signal.Signals(signum).name)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, _handle)
+        signal.signal(signal.SIGINT, _handle)
+
+    def start(self) -> None:
+        s = self.settings
+        s.storage.dir.mkdir(parents=True, exist_ok=True)
+        self.store = ReadStore(s.storage.dir / "reads.db")
+        reader = PlateReader.from_settings(s.models)
+        log.info(
+            "models warm in %.0f ms: %s, %s",
+            reader.warm_up(),
+            reader.detector.version,
+            reader.recognizer.version,
+        )
+        self.publisher = MqttPublisher(s.mqtt, device_id=s.device_id, store=self.store)
+        self.publisher.start()
+        for camera in s.cameras:
+            source = open_source(camera)
+            source.open()
+            capture = CaptureThread(source, queue_size=camera.queue_size)
+            self.captures.append(capture)
+            self.pipelines.append(
+                CameraPipeline(camera, capture, reader, s, self._emit, self.stop_event)
+            )
+        for capture in self.captures:
+            capture.start()
+        for pipeline in self.pipelines:
+            pipeline.start()
+        sdnotify.notify("READY=1")
+        log.info("alpr-edge %s running with %d camera(s)", __version__, len(self.pipelines))
+
+    def _emit(self, vehicle_pass: VehiclePass, camera: CameraSettings) -> None:
+        store, publisher = self._started()
+        event = build_read_event(vehicle_pass, device_id=self.settings.device_id, camera=camera)
+        seq = store.add(event, vehicle_pass.crop_jpeg)
+        publisher.notify()
+        log.info(
+            "read %s camera=%s seq=%d text=%s conf=%.2f status=%s frames=%d dir=%s",
+            event.event_id,
+            camera.id,
+            seq,
+            vehicle_pass.text,
+            vehicle_pass.confidence,
+            vehicle_pass.status,
+            vehicle_pass.frames_seen,
+            vehicle_pass.direction,
+        )
+
+    def _started(self) -> tuple[ReadStore, MqttPublisher]:
+        if self.store is None or self.publisher is None:
+            raise RuntimeError("daemon used before start()")
+        return self.store, self.publisher
+
+    def wait(self) -> None:
+        """Block until a signal arrives or, with file cameras only, every clip has ended."""
+        interval = sdnotify.watchdog_interval_s()
+        last_ping = 0.0
+        while not self.stop_event.wait(0.2):
+            if all(not p.alive for p in self.pipelines):
+                break
+            if interval is not None and time.monotonic() - last_ping >= interval:
+                if self._making_progress(interval * 2):
+                    sdnotify.notify("WATCHDOG=1")
+                last_ping = time.monotonic()
+
+    def _making_progress(self, horizon_s: float) -> bool:
+        now = time.monotonic()
+        return all(now - p.stats.heartbeat < horizon_s for p in self.pipelines if p.alive)
+
+    def stop(self) -> None:
+        sdnotify.notify("STOPPING=1")
+        self.stop_event.set()
+        for capture in self.captures:
+            capture.stop(timeout=5.0)
+        for pipeline in self.pipelines:
+            pipeline.join(timeout=10.0)
+        if self.publisher is not None:
+            self._drain(self.publisher)
+            self.publisher.stop(timeout=5.0)
+        if self.store is not None:
+            self.store.close()
+
+    def _drain(self, publisher: MqttPublisher) -> None:
+        grace = self.settings.mqtt.offline_grace_s
+        deadline = time.monotonic() + DRAIN_TIMEOUT_CONNECTED_S
+        offline_since: float | None = None
+        while time.monotonic() < deadline:
+            if publisher.flush(timeout_s=0.5):
+                return
+            if publisher.connected:
+                offline_since = None
+            elif offline_since is None:
+                offline_since = time.monotonic()
+            elif time.monotonic() - offline_since >= grace:
+                break
+        log.warning(
+            "%d read(s) left in the outbox; they will be sent on the next start",
+            self._started()[0].pending_count(),
+        )
+
+
+def run_daemon(settings: Settings) -> int:
+    daemon = Daemon(settings)
+    daemon.install_signal_handlers()
+    try:
+        daemon.start()
+        daemon.wait()
+    finally:
+        daemon.stop()
+    return 0

@@ -1,0 +1,193 @@
+"""The ``alpr-edge`` command line: run, check, read, evaluate, bench.
+
+Every failure a user can cause ends in one line on stderr and a distinct exit code
+(78 for configuration), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from edge import __version__
+from edge.errors import EX_SOFTWARE, EdgeError
+
+log = logging.getLogger("edge")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from edge.app import run_daemon
+    from edge.config import load_settings
+
+    settings = load_settings(args.config)
+    _setup_logging(settings.log_level)
+    return run_daemon(settings)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from edge.check import run_checks
+    from edge.config import load_settings
+
+    settings = load_settings(args.config)
+    _setup_logging("warning")
+    return run_checks(settings, connect=args.connect, out=sys.stdout)
+
+
+def _cmd_read(args: argparse.Namespace) -> int:
+    from edge.config import ModelSettings
+    from edge.imageio import load_image
+    from edge.pipeline import PlateReader
+
+    _setup_logging("warning")
+    models = ModelSettings()
+    if args.detector is not None or args.recognizer is not None:
+        models = models.model_copy(
+            update={
+                k: v
+                for k, v in (("detector", args.detector), ("recognizer", args.recognizer))
+                if v is not None
+            }
+        )
+    reader = PlateReader.from_settings(models)
+    failed = 0
+    for path in args.images:
+        try:
+            image = load_image(path)
+        except EdgeError as exc:
+            print(f"alpr-edge: {exc.message}", file=sys.stderr)
+            failed += 1
+            continue
+        results = reader.read(image)
+        plates = [
+            {
+                "text": r.recognition.text,
+                "confidence": round(r.recognition.confidence, 4),
+                "status": str(r.recognition.status),
+                "box": [round(v, 1) for v in r.detection.box],
+                "corners": (
+                    [[round(x, 1), round(y, 1)] for x, y in r.detection.corners]
+                    if r.detection.corners
+                    else None
+                ),
+            }
+            for r in results
+        ]
+        if args.json:
+            print(json.dumps({"image": str(path), "plates": plates}, sort_keys=True))
+        else:
+            shown = ", ".join(f"{p['text']} ({p['confidence']:.2f})" for p in plates) or "-"
+            print(f"{path}: {shown}")
+    return 1 if failed else 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from edge.evaluate import run_evaluate
+
+    _setup_logging("warning")
+    return run_evaluate(args)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from edge.bench import run_bench
+
+    _setup_logging("warning")
+    return run_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alpr-edge",
+        description="Edge daemon for fixed licence plate recognition cameras.",
+    )
+    parser.add_argument("--version", action="version", version=f"alpr-edge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon", description="Run the daemon.")
+    run.add_argument("--config", type=Path, required=True, help="TOML config file")
+    run.set_defaults(handler=_cmd_run)
+
+    check = sub.add_parser(
+        "check",
+        help="validate the config (and with --connect: camera, models, broker)",
+        description="Validate the config; with --connect also open each camera, load the "
+        "models and connect to the broker. Exit code 0 only when everything passes.",
+    )
+    check.add_argument("--config", type=Path, required=True, help="TOML config file")
+    check.add_argument("--connect", action="store_true", help="also try camera, models, broker")
+    check.set_defaults(handler=_cmd_check)
+
+    read = sub.add_parser(
+        "read",
+        help="read plates on still images",
+        description="One-shot plate recognition of still images.",
+    )
+    read.add_argument("images", nargs="+", type=Path, help="image files")
+    read.add_argument("--json", action="store_true", help="one JSON object per image")
+    read.add_argument("--detector", type=Path, help="detector ONNX model (default: shipped)")
+    read.add_argument("--recognizer", type=Path, help="recognizer ONNX model (default: shipped)")
+    read.set_defaults(handler=_cmd_read)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="measure accuracy on a labelled dataset",
+        description="Measure detection and recognition accuracy on a folder in the OpenALPR "
+        "benchmark layout (NAME.jpg + NAME.txt), or the recognizer alone on a folder of "
+        "plate crops with labels.csv (file,text).",
+    )
+    evaluate.add_argument("dataset", type=Path, help="dataset folder")
+    evaluate.add_argument("--json", action="store_true", help="last line: one JSON object")
+    evaluate.add_argument("--detector", type=Path, help="detector ONNX model")
+    evaluate.add_argument("--recognizer", type=Path, help="recognizer ONNX model")
+    evaluate.add_argument("--limit", type=int, default=0, help="only the first N items")
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
+    bench = sub.add_parser(
+        "bench",
+        help="measure pipeline speed on a video clip",
+        description="Run the daemon's pipeline on a clip as fast as possible and print "
+        "frames per second, milliseconds per stage and peak memory.",
+    )
+    bench.add_argument("video", type=Path, help="video file")
+    bench.add_argument("--json", action="store_true", help="last line: one JSON object")
+    bench.add_argument("--config", type=Path, help="config file for model and tracking settings")
+    bench.set_defaults(handler=_cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except EdgeError as exc:
+        for line in exc.message.splitlines():
+            print(f"alpr-edge: error: {line}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # the last line of defence: one line, not a traceback
+        log.debug("unexpected error", exc_info=True)
+        print(f"alpr-edge: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EX_SOFTWARE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
