@@ -184,8 +184,6 @@ class MotionSettings(_Closed):
     )
 
 
-
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,

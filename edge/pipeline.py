@@ -67,9 +67,7 @@ class PlateReader:
         self.times = StageTimes()
         return (time.perf_counter() - start) * 1000.0
 
-    def detect(
-        self, image: ImageArray, roi_mask: ImageArray | None = None
-    ) -> list[Detection]:
+    def detect(self, image: ImageArray, roi_mask: ImageArray | None = None) -> list[Detection]:
         start = time.perf_counter()
         found = self.detector.detect(image)
         self.times.detect_ms.append((time.perf_counter() - start) * 1000.0)

@@ -95,13 +95,14 @@ def vote(reads: Sequence[Recognition], *, max_candidates: int = 5) -> VoteResult
         return VoteResult("", 0.0, (), (), PlateStatus.NONE)
     length = _chosen_length(usable)
     votes = _position_votes(usable, length)
+    # Shares are per voting read, so one unsure frame stays unsure instead of becoming 100%.
+    total = float(sum(1 for r in usable if len(r.chars) == length)) or 1.0
     slots: list[CharSlot] = []
     for position in votes:
-        total = sum(position.values()) or 1.0
         ranked = sorted(position.items(), key=lambda kv: -kv[1])
         best_char, best = ranked[0]
-        alts = tuple(CharCandidate(c, round(v / total, 4)) for c, v in ranked[1:4])
-        slots.append(CharSlot(best_char, round(best / total, 4), alts))
+        alts = tuple(CharCandidate(c, round(min(v / total, 1.0), 4)) for c, v in ranked[1:4])
+        slots.append(CharSlot(best_char, round(min(best / total, 1.0), 4), alts))
     text = "".join(s.char for s in slots)
     confidence = 1.0
     for slot in slots:

@@ -1,0 +1,96 @@
+"""Linking plate observations into passes: one read per vehicle pass."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from edge.config import TrackingSettings
+from edge.tracker import PlateTracker
+from edge.types import CharSlot, Detection, Direction, PlateObservation, PlateStatus, Recognition
+
+T0 = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
+
+
+def obs(t: float, box: tuple[float, float, float, float], text: str) -> PlateObservation:
+    rec = Recognition(
+        text=text,
+        confidence=0.9,
+        chars=tuple(CharSlot(c, 0.98) for c in text),
+        status=PlateStatus.FULL,
+    )
+    return PlateObservation(
+        frame_index=int(t * 30),
+        captured_at=T0 + timedelta(seconds=t),
+        monotonic=t,
+        detection=Detection(box=box, score=0.9),
+        recognition=rec,
+        crop_jpeg=b"jpeg",
+    )
+
+
+def moving_box(t: float, x0: float, speed: float) -> tuple[float, float, float, float]:
+    x = x0 + speed * t
+    return (x, 500.0, x + 120.0, 560.0)
+
+
+def test_one_pass_per_vehicle_with_two_vehicles_in_view() -> None:
+    tracker = PlateTracker("cam", TrackingSettings())
+    passes = []
+    for i in range(30):
+        t = i / 30
+        observations = [
+            obs(t, moving_box(t, 100, 600), "ABC1234"),
+            obs(t, moving_box(t, 1200, -600), "XYZ987"),
+        ]
+        passes += tracker.update(t, observations)
+    assert passes == []  # nothing ends while both plates are in view
+    passes += tracker.update(2.0, [])
+    assert sorted(p.text for p in passes) == ["ABC1234", "XYZ987"]
+    by_text = {p.text: p for p in passes}
+    assert by_text["ABC1234"].frames_seen == 30
+    assert by_text["ABC1234"].direction is Direction.RIGHT
+    assert by_text["XYZ987"].direction is Direction.LEFT
+    assert by_text["ABC1234"].first_seen == T0
+    assert by_text["ABC1234"].crop_jpeg == b"jpeg"
+
+
+def test_pass_ends_after_timeout_and_a_new_pass_starts() -> None:
+    tracker = PlateTracker("cam", TrackingSettings(pass_timeout_s=0.5))
+    ended = []
+    for i in range(10):
+        ended += tracker.update(i / 30, [obs(i / 30, (100, 100, 220, 160), "AAA111")])
+    ended += tracker.update(1.0, [])
+    assert [p.text for p in ended] == ["AAA111"]
+    for i in range(10):
+        t = 2.0 + i / 30
+        ended += tracker.update(t, [obs(t, (100, 100, 220, 160), "AAA111")])
+    ended += tracker.flush()
+    assert [p.text for p in ended] == ["AAA111", "AAA111"]
+
+
+def test_single_unsure_frame_is_not_a_pass() -> None:
+    tracker = PlateTracker("cam", TrackingSettings(min_frames=2))
+    weak = obs(0.0, (0, 0, 100, 50), "AB1")
+    weak = PlateObservation(
+        frame_index=0,
+        captured_at=T0,
+        monotonic=0.0,
+        detection=weak.detection,
+        recognition=Recognition(
+            "AB1", 0.3, tuple(CharSlot(c, 0.6) for c in "AB1"), PlateStatus.PARTIAL
+        ),
+    )
+    tracker.update(0.0, [weak])
+    assert tracker.flush() == []
+
+
+def test_approaching_plate_grows() -> None:
+    tracker = PlateTracker("cam", TrackingSettings())
+    for i in range(20):
+        t = i / 30
+        s = 60 + 6 * i
+        tracker.update(
+            t, [obs(t, (900 - s, 400 + 10 * i, 900 + s, 400 + 10 * i + s / 2), "GROW12")]
+        )
+    (p,) = tracker.flush()
+    assert p.direction is Direction.APPROACHING
