@@ -39,11 +39,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from edge.check import run_checks
     from edge.config import load_settings
 
     settings = load_settings(args.config)
     _setup_logging("warning")
+    from edge.check import run_checks
+
     return run_checks(settings, connect=args.connect, out=sys.stdout)
 
 

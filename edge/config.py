@@ -73,6 +73,10 @@ class MqttSettings(_Closed):
         "with reads left in the outbox",
     )
 
+    require_at_start: bool = Field(
+        True, description="exit at start when the broker is unreachable (else buffer reads)"
+    )
+
     @field_validator("topic_prefix")
     @classmethod
     def _topic_is_plain(cls, value: str) -> str:
@@ -238,8 +242,10 @@ def _format_errors(exc: ValidationError, origin: str) -> str:
         elif err["type"] == "missing":
             msg = "required key is missing"
         value = err.get("input")
-        shown = "" if err["type"] in ("missing", "extra_forbidden") else f" (got {value!r})"
-        if "password" in where:
+        # Show scalar values only: a table's value could hold a secret.
+        scalar = isinstance(value, str | int | float | bool)
+        shown = f" (got {value!r})" if scalar and "password" not in where else ""
+        if err["type"] in ("missing", "extra_forbidden"):
             shown = ""
         lines.append(f"{origin}: {where}: {msg}{shown}")
     return "\n".join(lines)
