@@ -1,0 +1,1 @@
+"""Synthetic training data for alpr-edge models."""
