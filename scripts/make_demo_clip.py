@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts.synth.plates import render_plate_clean  # noqa: E402
+from scripts.synth.plates import render_plate_clean
 
 PROCEDURAL_STYLES = ("us", "us", "us_dark", "eu_de", "br_mercosul", "br_old")
 CAR_COLOURS = (
