@@ -154,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--detector", type=Path, help="detector ONNX model")
     evaluate.add_argument("--recognizer", type=Path, help="recognizer ONNX model")
     evaluate.add_argument("--limit", type=int, default=0, help="only the first N items")
+    evaluate.add_argument(
+        "--split",
+        choices=("all", "holdout", "train"),
+        default="all",
+        help="crops datasets: the held-out split the training scripts never see, or the rest",
+    )
     evaluate.set_defaults(handler=_cmd_evaluate)
 
     bench = sub.add_parser(
