@@ -11,7 +11,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import FrameType
 
 from edge import __version__, sdnotify
@@ -19,28 +18,19 @@ from edge.camera import open_source
 from edge.camera.capture import CaptureThread
 from edge.config import CameraSettings, Settings
 from edge.events import build_read_event
-from edge.motion import MotionGate, roi_mask
-from edge.pipeline import PlateReader, encode_crop
-from edge.publisher import MqttPublisher
+from edge.pipeline import PlateReader
+from edge.processor import FrameProcessor
+from edge.publisher import MqttPublisher, connect_check
 from edge.store import ReadStore
-from edge.tracker import PlateTracker
-from edge.types import Frame, ImageArray, PlateObservation, VehiclePass
+from edge.types import Frame, VehiclePass
 
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_CONNECTED_S = 120.0
 
 
-@dataclass(slots=True)
-class PipelineStats:
-    frames_processed: int = 0
-    frames_gated: int = 0
-    reads: int = 0
-    heartbeat: float = 0.0
-
-
 class CameraPipeline:
-    """One camera's thread: frames -> motion gate -> detect -> recognize -> track -> emit."""
+    """One camera's thread: takes frames from the capture queue into a FrameProcessor."""
 
     def __init__(
         self,
@@ -53,13 +43,11 @@ class CameraPipeline:
     ) -> None:
         self.camera = camera
         self.capture = capture
-        self.reader = reader
         self.emit = emit
         self.stop_event = stop
-        self.tracker = PlateTracker(camera.id, settings.tracking)
-        self.gate = MotionGate(settings.motion, roi=camera.roi) if settings.motion.enabled else None
-        self.stats = PipelineStats(heartbeat=time.monotonic())
-        self._mask: ImageArray | None = None
+        self.processor = FrameProcessor(camera, reader, settings)
+        self.reads = 0
+        self.heartbeat = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"pipeline-{camera.id}", daemon=True)
 
     def start(self) -> None:
@@ -80,53 +68,28 @@ class CameraPipeline:
             return frame.index / fps
         return frame.monotonic
 
-    def _observe(self, frame: Frame) -> list[PlateObservation]:
-        image = frame.image
-        if self.camera.roi is not None and (
-            self._mask is None or self._mask.shape[:2] != image.shape[:2]
-        ):
-            self._mask = roi_mask(image.shape[:2], self.camera.roi)
-        results = self.reader.recognize(image, self.reader.detect(image, self._mask))
-        return [
-            PlateObservation(
-                frame_index=frame.index,
-                captured_at=frame.captured_at,
-                monotonic=self._stream_time(frame),
-                detection=r.detection,
-                recognition=r.recognition,
-                crop_jpeg=encode_crop(image, r.detection),
-            )
-            for r in results
-        ]
-
     def _run(self) -> None:
+        processor = self.processor
         try:
             while not self.stop_event.is_set():
                 frame = self.capture.get(timeout=0.2)
-                self.stats.heartbeat = time.monotonic()
+                self.heartbeat = time.monotonic()
                 if frame is None:
                     if self.capture.finished:
                         break
                     if self.capture.source.is_live or self.camera.realtime:
-                        self._emit_all(self.tracker.update(time.monotonic(), []))
+                        self._emit_all(processor.idle(time.monotonic()))
                     continue
-                moving = self.gate is None or self.gate.update(frame.image)
-                if moving or self.tracker.open_tracks:
-                    observations = self._observe(frame)
-                    self.stats.frames_processed += 1
-                else:
-                    observations = []
-                    self.stats.frames_gated += 1
-                self._emit_all(self.tracker.update(self._stream_time(frame), observations))
+                self._emit_all(processor.process(frame, self._stream_time(frame)))
         except Exception:
             log.exception("camera %s: pipeline failed", self.camera.id)
             raise
         finally:
-            self._emit_all(self.tracker.flush())
+            self._emit_all(processor.flush())
 
     def _emit_all(self, passes: list[VehiclePass]) -> None:
         for vehicle_pass in passes:
-            self.stats.reads += 1
+            self.reads += 1
             self.emit(vehicle_pass, self.camera)
 
 
@@ -158,12 +121,12 @@ class Daemon:
             reader.detector.version,
             reader.recognizer.version,
         )
+        if s.mqtt.require_at_start:
+            connect_check(s.mqtt, device_id=s.device_id, timeout_s=10.0)
         self.publisher = MqttPublisher(s.mqtt, device_id=s.device_id, store=self.store)
         self.publisher.start()
         for camera in s.cameras:
-            source = open_source(camera)
-            source.open()
-            capture = CaptureThread(source, queue_size=camera.queue_size)
+            capture = CaptureThread(open_source(camera), queue_size=camera.queue_size)
             self.captures.append(capture)
             self.pipelines.append(
                 CameraPipeline(camera, capture, reader, s, self._emit, self.stop_event)
@@ -211,7 +174,7 @@ class Daemon:
 
     def _making_progress(self, horizon_s: float) -> bool:
         now = time.monotonic()
-        return all(now - p.stats.heartbeat < horizon_s for p in self.pipelines if p.alive)
+        return all(now - p.heartbeat < horizon_s for p in self.pipelines if p.alive)
 
     def stop(self) -> None:
         sdnotify.notify("STOPPING=1")
