@@ -149,7 +149,7 @@ def make_clip(
         fleet.append(_Vehicle(plate, text, colour, start, pass_frames, lane=i % 2))
         # Every third vehicle overlaps the previous one in the other lane.
         start += pass_frames // 2 if i % 3 == 1 else pass_frames + int(gap_s * fps)
-    total = max(v.start + v.frames for v in fleet) + int(1.0 * fps)
+    total = max((v.start + v.frames for v in fleet), default=0) + int(1.0 * fps)
     out.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
     if not writer.isOpened():
