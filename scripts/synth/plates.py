@@ -643,8 +643,8 @@ def _draw_frame(rng: np.random.Generator, plate: np.ndarray) -> tuple[np.ndarray
 
 def _render_us(rng: np.random.Generator, text: str, variant: str) -> _Plate:
     w, h = 240, 120
-    designs = _design_pool()
-    if variant == "us_design" and designs:
+    designs = _design_pool() if variant == "us_design" else ()
+    if designs:
         canvas = designs[rng.integers(len(designs))].copy()
         lum = float(cv2.cvtColor(canvas[30:90], cv2.COLOR_BGR2GRAY).mean())
         ink = _pick(rng, _DARK_INKS if lum > 110 else _LIGHT_INKS)
