@@ -19,9 +19,10 @@ Public API (stable: the demo-video generator imports it)::
     render_non_plate(rng) -> image_bgr
         A crop that is not a plate (car body, grille, artwork, texture), for the "none" class.
     configure(datasets) -> None
-        Where /work/shared/datasets lives. Optional: without it the renderer looks at
-        $ALPR_DATASETS, then ../shared/datasets beside the repository, and otherwise falls
-        back to procedural backgrounds. Dataset images (us-plate-designs artwork,
+        Where /work/shared/datasets lives; ``configure(None)`` turns dataset images off
+        (procedural backgrounds only, e.g. for demo material). Never called: the renderer
+        looks at $ALPR_DATASETS, then ../shared/datasets beside the repository, and
+        otherwise falls back to procedural backgrounds. Dataset images (us-plate-designs artwork,
         vehicle-colour photos) are read at generation time only and never written anywhere.
 
 All randomness comes from the caller's ``numpy.random.Generator`` so a seed reproduces a
@@ -205,23 +206,27 @@ class _Plate:
 # --------------------------------------------------------------------------- data dirs
 
 _datasets_dir: Path | None = None
+_auto_datasets = True
 
 
 def configure(datasets: Path | str | None) -> None:
-    """Point the renderer at the datasets folder (artwork and car-body backgrounds)."""
-    global _datasets_dir
+    """Use this datasets folder for artwork and car-body backgrounds; None: use none."""
+    global _datasets_dir, _auto_datasets
     _datasets_dir = Path(datasets) if datasets is not None else None
+    _auto_datasets = False
     _design_pool.cache_clear()
     _surround_pool.cache_clear()
 
 
 def _find_datasets() -> Path | None:
-    candidates = [_datasets_dir]
+    if not _auto_datasets:
+        return _datasets_dir if _datasets_dir is not None and _datasets_dir.is_dir() else None
+    candidates = []
     if os.environ.get("ALPR_DATASETS"):
         candidates.append(Path(os.environ["ALPR_DATASETS"]))
     candidates.append(Path(__file__).resolve().parents[3] / "shared" / "datasets")
     for folder in candidates:
-        if folder is not None and folder.is_dir():
+        if folder.is_dir():
             return folder
     return None
 
