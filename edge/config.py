@@ -198,11 +198,11 @@ class Settings(BaseSettings):
 
     device_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    mqtt: MqttSettings = Field(default_factory=MqttSettings)  # type: ignore[arg-type]
-    storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
-    models: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]
-    tracking: TrackingSettings = Field(default_factory=TrackingSettings)  # type: ignore[arg-type]
-    motion: MotionSettings = Field(default_factory=MotionSettings)  # type: ignore[arg-type]
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    motion: MotionSettings = Field(default_factory=MotionSettings)
     cameras: list[CameraSettings] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -104,6 +104,7 @@ def encode_crop(image: ImageArray, detection: Detection) -> bytes:
     crop = plate_crop(image, detection)
     h, w = crop.shape[:2]
     if w > CROP_MAX_WIDTH:
-        crop = cv2.resize(crop, (CROP_MAX_WIDTH, max(1, round(h * CROP_MAX_WIDTH / w))))
+        size = (CROP_MAX_WIDTH, max(1, round(h * CROP_MAX_WIDTH / w)))
+        crop = np.asarray(cv2.resize(crop, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
     ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
     return bytes(buf) if ok else b""

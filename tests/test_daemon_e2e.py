@@ -14,7 +14,7 @@ import pytest
 
 from edge.events import read_event_schema
 from scripts.make_demo_clip import Pass, make_clip
-from tests.conftest import Mosquitto
+from conftest import Mosquitto
 
 DEVICE = "test-pole"
 RUN_TIMEOUT_S = 300
