@@ -1,6 +1,7 @@
 """The daemon: builds every part in order, runs the camera pipelines, stops in reverse.
 
-Order of start: storage -> models (warmed) -> publisher -> cameras -> pipelines -> READY.
+Order of start: storage -> models (warmed; the last known-good pair if the configured ones
+fail) -> publisher -> cameras -> pipelines -> first frame from every camera -> READY.
 Order of stop: cameras (producers) -> pipelines (flush open passes) -> publisher -> storage.
 """
 
@@ -14,10 +15,12 @@ from collections.abc import Callable
 from types import FrameType
 
 from edge import __version__, sdnotify
-from edge.camera import open_source
+from edge.camera import FrameSource, open_source
 from edge.camera.capture import CaptureThread
 from edge.config import CameraSettings, Settings
+from edge.errors import CameraError
 from edge.events import build_read_event
+from edge.inference.known_good import load_reader
 from edge.pipeline import PlateReader
 from edge.processor import FrameProcessor
 from edge.publisher import MqttPublisher, connect_check
@@ -27,6 +30,8 @@ from edge.types import Frame, VehiclePass
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_CONNECTED_S = 120.0
+FIRST_FRAME_TIMEOUT_S = 30.0
+"""READY waits this long for every camera's first frame; then start fails (exit 66)."""
 
 
 class CameraPipeline:
@@ -94,8 +99,14 @@ class CameraPipeline:
 
 
 class Daemon:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        open_camera: Callable[[CameraSettings], FrameSource] = open_source,
+    ) -> None:
         self.settings = settings
+        self._open_camera = open_camera
         self.stop_event = threading.Event()
         self.store: ReadStore | None = None
         self.publisher: MqttPublisher | None = None
@@ -114,10 +125,10 @@ class Daemon:
         s = self.settings
         s.storage.dir.mkdir(parents=True, exist_ok=True)
         self.store = ReadStore(s.storage.dir / "reads.db")
-        reader = PlateReader.from_settings(s.models)
+        reader, warm_ms = load_reader(s.models, s.storage.dir)
         log.info(
             "models warm in %.0f ms: %s, %s",
-            reader.warm_up(),
+            warm_ms,
             reader.detector.version,
             reader.recognizer.version,
         )
@@ -126,7 +137,7 @@ class Daemon:
         self.publisher = MqttPublisher(s.mqtt, device_id=s.device_id, store=self.store)
         self.publisher.start()
         for camera in s.cameras:
-            capture = CaptureThread(open_source(camera), queue_size=camera.queue_size)
+            capture = CaptureThread(self._open_camera(camera), queue_size=camera.queue_size)
             self.captures.append(capture)
             self.pipelines.append(
                 CameraPipeline(camera, capture, reader, s, self._emit, self.stop_event)
@@ -135,6 +146,7 @@ class Daemon:
             capture.start()
         for pipeline in self.pipelines:
             pipeline.start()
+        self._await_first_frames(FIRST_FRAME_TIMEOUT_S)
         sdnotify.notify("READY=1")
         log.info("alpr-edge %s running with %d camera(s)", __version__, len(self.pipelines))
 
@@ -172,9 +184,28 @@ class Daemon:
                     sdnotify.notify("WATCHDOG=1")
                 last_ping = time.monotonic()
 
+    def _await_first_frames(self, timeout_s: float) -> None:
+        """READY means frames flow: wait until every camera has delivered one (or its clip
+        has already ended)."""
+        deadline = time.monotonic() + timeout_s
+        waiting = list(self.captures)
+        while waiting and not self.stop_event.is_set():
+            waiting = [c for c in waiting if c.running and c.stats().frames_in == 0]
+            if waiting and time.monotonic() >= deadline:
+                raise CameraError(
+                    f"{waiting[0].description}: opened but delivered no frame in {timeout_s:g} s"
+                )
+            self.stop_event.wait(0.05)
+
     def _making_progress(self, horizon_s: float) -> bool:
+        """Every stage moved within ``horizon_s``: each running capture thread (a read hung
+        in a camera driver stops its heartbeat), each pipeline thread (so does a hung
+        inference), and the publisher thread is alive."""
         now = time.monotonic()
-        return all(now - p.heartbeat < horizon_s for p in self.pipelines if p.alive)
+        captures = all(now - c.heartbeat < horizon_s for c in self.captures if c.running)
+        pipelines = all(now - p.heartbeat < horizon_s for p in self.pipelines if p.alive)
+        publisher = self.publisher is None or self.publisher.alive
+        return captures and pipelines and publisher
 
     def stop(self) -> None:
         sdnotify.notify("STOPPING=1")

@@ -30,8 +30,29 @@ from pydantic_settings import (
 from edge.errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-DEFAULT_MODELS_DIR = PACKAGE_DIR.parent / "models"
 ENV_PREFIX = "ALPR_EDGE_"
+INSTALLED_MODELS_DIR = Path("/opt/alpr-edge/models")
+"""Where scripts/install.sh puts the models (they are not package data: a wheel stays small
+and a model can be replaced on a pole without reinstalling the package)."""
+
+
+def default_models_dir() -> Path:
+    """The models used when the config names none.
+
+    ``$ALPR_EDGE_MODELS_DIR`` if set; else ``models/`` of the source checkout this package runs
+    from (an editable install, the tests, the demo); else ``/opt/alpr-edge/models``, where
+    ``scripts/install.sh`` installs them beside the non-editable package in its venv.
+    """
+    override = os.environ.get(f"{ENV_PREFIX}MODELS_DIR")
+    if override:
+        return Path(override)
+    checkout = PACKAGE_DIR.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "models").is_dir():
+        return checkout / "models"
+    return INSTALLED_MODELS_DIR
+
+
+DEFAULT_MODELS_DIR = default_models_dir()
 
 
 class _Closed(BaseModel):

@@ -93,6 +93,11 @@ class CaptureThread:
         return self._heartbeat
 
     @property
+    def running(self) -> bool:
+        """The reading thread has started and not yet ended."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def finished(self) -> bool:
         """The source has ended (clip over, or stopped) and every frame has been taken."""
         with self._cond:
