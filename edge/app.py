@@ -18,12 +18,14 @@ from edge import __version__, sdnotify
 from edge.camera import FrameSource, open_source
 from edge.camera.capture import CaptureThread
 from edge.config import CameraSettings, Settings
-from edge.errors import CameraError
+from edge.errors import CameraError, EdgeError
 from edge.events import build_read_event
 from edge.inference.known_good import load_reader
 from edge.pipeline import PlateReader
 from edge.processor import FrameProcessor
 from edge.publisher import MqttPublisher, connect_check
+from edge.signing import load_signer
+from edge.status import CameraProbe, ModelVersions, StatusCollector, online_payload
 from edge.store import ReadStore
 from edge.types import Frame, VehiclePass
 
@@ -112,6 +114,9 @@ class Daemon:
         self.publisher: MqttPublisher | None = None
         self.captures: list[CaptureThread] = []
         self.pipelines: list[CameraPipeline] = []
+        self.status: StatusCollector | None = None
+        self._status_due = 0.0
+        self._status_connections = 0
 
     def install_signal_handlers(self) -> None:
         def _handle(signum: int, _frame: FrameType | None) -> None:
@@ -134,7 +139,9 @@ class Daemon:
         )
         if s.mqtt.require_at_start:
             connect_check(s.mqtt, device_id=s.device_id, timeout_s=10.0)
-        self.publisher = MqttPublisher(s.mqtt, device_id=s.device_id, store=self.store)
+        self.publisher = MqttPublisher(
+            s.mqtt, device_id=s.device_id, store=self.store, signer=load_signer(s)
+        )
         self.publisher.start()
         for camera in s.cameras:
             capture = CaptureThread(self._open_camera(camera), queue_size=camera.queue_size)
@@ -146,6 +153,14 @@ class Daemon:
             capture.start()
         for pipeline in self.pipelines:
             pipeline.start()
+        self.status = StatusCollector(
+            device_id=s.device_id,
+            interval_s=s.mqtt.status_interval_s,
+            store=self.store,
+            storage_dir=s.storage.dir,
+            cameras=[_probe(pipeline) for pipeline in self.pipelines],
+            models=ModelVersions(reader.detector.version, reader.recognizer.version),
+        )
         self._await_first_frames(FIRST_FRAME_TIMEOUT_S)
         sdnotify.notify("READY=1")
         log.info("alpr-edge %s running with %d camera(s)", __version__, len(self.pipelines))
@@ -179,10 +194,28 @@ class Daemon:
         while not self.stop_event.wait(0.2):
             if all(not p.alive for p in self.pipelines):
                 break
+            self._report_status()
             if interval is not None and time.monotonic() - last_ping >= interval:
                 if self._making_progress(interval * 2):
                     sdnotify.notify("WATCHDOG=1")
                 last_ping = time.monotonic()
+
+    def _report_status(self) -> None:
+        """An ``online`` heartbeat every ``mqtt.status_interval_s``, and a fresh one at once
+        after each reconnect. Gathered here, not on the publisher thread: the clock check
+        may run a subprocess."""
+        if self.status is None or self.publisher is None:
+            return
+        now = time.monotonic()
+        connections = self.publisher.connections
+        if now < self._status_due and connections == self._status_connections:
+            return
+        self._status_connections = connections
+        self._status_due = now + self.settings.mqtt.status_interval_s
+        try:
+            self.publisher.offer_status(online_payload(self.status.collect()))
+        except EdgeError as exc:
+            log.warning("device status not sent: %s", exc.message)
 
     def _await_first_frames(self, timeout_s: float) -> None:
         """READY means frames flow: wait until every camera has delivered one (or its clip
@@ -237,6 +270,13 @@ class Daemon:
             "%d read(s) left in the outbox; they will be sent on the next start",
             self._started()[0].pending_count(),
         )
+
+
+def _probe(pipeline: CameraPipeline) -> CameraProbe:
+    def frames_processed() -> int:
+        return pipeline.processor.frames_processed
+
+    return CameraProbe(pipeline.camera.id, pipeline.capture.stats, frames_processed)
 
 
 def run_daemon(settings: Settings) -> int:

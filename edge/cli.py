@@ -109,6 +109,25 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(args)
 
 
+def _cmd_flush(args: argparse.Namespace) -> int:
+    from edge.config import load_settings
+    from edge.flush import flush_outbox
+
+    settings = load_settings(args.config)
+    _setup_logging("error")
+    return flush_outbox(settings, out=sys.stdout)
+
+
+def _cmd_device_key(args: argparse.Namespace) -> int:
+    from edge.config import load_settings
+    from edge.signing import load_signer
+
+    settings = load_settings(args.config)
+    _setup_logging("warning")
+    print(load_signer(settings).public_key_pem(), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alpr-edge",
@@ -172,6 +191,24 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="last line: one JSON object")
     bench.add_argument("--config", type=Path, help="config file for model and tracking settings")
     bench.set_defaults(handler=_cmd_bench)
+
+    flush = sub.add_parser(
+        "flush",
+        help="publish everything in the outbox now",
+        description="Publish every read waiting in the outbox and exit 0 once it is empty; "
+        "exit 69 with one line when the broker cannot be reached.",
+    )
+    flush.add_argument("--config", type=Path, required=True, help="TOML config file")
+    flush.set_defaults(handler=_cmd_flush)
+
+    device_key = sub.add_parser(
+        "device-key",
+        help="print the public key that verifies this device's reads",
+        description="Print the device's Ed25519 public key (PEM) that verifies the signature "
+        "of every read; the key pair is made first if there is none yet.",
+    )
+    device_key.add_argument("--config", type=Path, required=True, help="TOML config file")
+    device_key.set_defaults(handler=_cmd_device_key)
     return parser
 
 

@@ -6,6 +6,7 @@ Environment variables override the file: prefix ``ALPR_EDGE_``, ``__`` between n
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -97,6 +98,18 @@ class MqttSettings(_Closed):
     require_at_start: bool = Field(
         True, description="exit at start when the broker is unreachable (else buffer reads)"
     )
+    allow_insecure_plain: bool = Field(
+        False,
+        description="allow plain TCP (no [mqtt.tls]) to a broker that is not on this host",
+    )
+    status_interval_s: float = Field(
+        30.0, ge=1, le=3600, description="seconds between 'online' heartbeats on the status topic"
+    )
+    backlog_rate_per_s: float = Field(
+        50.0,
+        ge=0,
+        description="most reads per second sent from a backlog after an outage; 0 = no limit",
+    )
 
     @field_validator("topic_prefix")
     @classmethod
@@ -111,20 +124,45 @@ class MqttSettings(_Closed):
             raise ValueError("give password or password_file, not both")
         return self
 
+    @model_validator(mode="after")
+    def _plain_tcp_only_when_explicit(self) -> Self:
+        if self.tls is None and not self.allow_insecure_plain and not is_loopback(self.host):
+            raise ValueError(
+                f"plain TCP to {self.host} would send reads in clear: add a [mqtt.tls] table "
+                "(ca_file, cert_file, key_file), or set allow_insecure_plain = true"
+            )
+        return self
+
     def resolved_password(self) -> str | None:
         """The password, from the config or from its file (systemd credentials dir aware)."""
         if self.password is not None:
             return self.password.get_secret_value()
         if self.password_file is None:
             return None
-        path = self.password_file
-        cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
-        if not path.is_absolute() and cred_dir:
-            path = Path(cred_dir) / path
+        path = credential_path(self.password_file)
         try:
             return path.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ConfigError(f"mqtt.password_file: cannot read {path}: {exc.strerror}") from None
+
+
+def credential_path(path: Path) -> Path:
+    """A relative path is looked up in ``$CREDENTIALS_DIRECTORY`` (systemd LoadCredential=)
+    when that is set; anything else is taken as given."""
+    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not path.is_absolute() and cred_dir:
+        return Path(cred_dir) / path
+    return path
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address: traffic that never leaves this machine."""
+    if host.lower().rstrip(".") in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class StorageSettings(_Closed):
@@ -219,6 +257,12 @@ class Settings(BaseSettings):
 
     device_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    signing_key_file: Path | None = Field(
+        None,
+        description="Ed25519 private key (PEM, PKCS#8) that signs every read; relative names "
+        "are looked up in $CREDENTIALS_DIRECTORY. Default: device-signing.key in storage.dir, "
+        "made on first start",
+    )
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)

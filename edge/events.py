@@ -7,6 +7,9 @@ anything else happens to it (see ``edge.store``). The wire payload is JSON descr
 The plate crop JPEG is deliberately not part of ``ReadEvent``: it is a binary artifact
 kept beside the read by the store, and it is put into the payload only at send time when
 ``mqtt.include_crop`` is on, so switching crops off also keeps queued reads' crops local.
+
+The signature is made at send time too (``wire_payload``), over the payload exactly as it is
+sent, crop included. Ed25519 is deterministic, so every retry of a read is byte-identical.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import base64
 import json
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -25,7 +28,9 @@ from edge import __version__
 from edge.config import CameraSettings
 from edge.types import CharCandidate, CharSlot, Direction, PlateStatus, TextCandidate, VehiclePass
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+"""1.1 added ``signature``."""
+SIGNATURE_KEY = "signature"
 SCHEMA_RESOURCE = "schema/read-event.v1.json"
 """Inside the ``edge`` package; the one copy of the schema (installed with the package)."""
 
@@ -191,9 +196,37 @@ def attach_crop(payload: bytes, crop_jpeg: bytes | None) -> bytes:
     return encode_payload(data)
 
 
+def signing_input(payload: Mapping[str, Any]) -> bytes:
+    """The bytes a read's signature covers: the payload without its ``signature`` member,
+    encoded by ``encode_payload`` (sorted keys, ``(",", ":")``, UTF-8, non-ASCII as is)."""
+    return encode_payload({k: v for k, v in payload.items() if k != SIGNATURE_KEY})
+
+
+def wire_payload(stored: bytes, crop_jpeg: bytes | None, sign: Callable[[bytes], str]) -> bytes:
+    """A stored payload as it goes on the wire: the crop embedded when given, then signed.
+
+    The same stored bytes, crop and key always give the same result, so retries stay
+    byte-identical.
+    """
+    data = json.loads(stored)
+    if crop_jpeg:
+        data["plate_crop_jpeg"] = base64.b64encode(crop_jpeg).decode("ascii")
+    data[SIGNATURE_KEY] = sign(signing_input(data))
+    return encode_payload(data)
+
+
 def reads_topic(prefix: str, device_id: str) -> str:
     """``{prefix}/{device_id}/reads``. Plate text never becomes a topic level: topics show up
     in broker logs and ACLs, and wildcard subscribers would see plates by topic name."""
+    return _device_topic(prefix, device_id, "reads")
+
+
+def status_topic(prefix: str, device_id: str) -> str:
+    """``{prefix}/{device_id}/status``: retained ``online`` heartbeats, ``offline`` will."""
+    return _device_topic(prefix, device_id, "status")
+
+
+def _device_topic(prefix: str, device_id: str, leaf: str) -> str:
     if not device_id or "/" in device_id or any(ch in device_id for ch in _TOPIC_FORBIDDEN):
         raise ValueError(f"device id {device_id!r} cannot be a topic level")
     levels = prefix.split("/")
@@ -201,7 +234,7 @@ def reads_topic(prefix: str, device_id: str) -> str:
         raise ValueError(f"topic prefix {prefix!r} has an empty level")
     if any(ch in prefix for ch in _TOPIC_FORBIDDEN):
         raise ValueError(f"topic prefix {prefix!r} contains a wildcard or NUL")
-    topic = f"{prefix}/{device_id}/reads"
+    topic = f"{prefix}/{device_id}/{leaf}"
     if len(topic.encode("utf-8")) > 65535:
         raise ValueError("topic longer than MQTT allows (65535 bytes)")
     return topic

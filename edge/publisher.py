@@ -1,255 +1,72 @@
-"""MQTT publisher: drains the outbox (``edge.store``) to the broker, QoS 1, in seq order.
+"""MQTT publisher: drains the outbox (``edge.store``) to the broker, QoS 1, signed.
 
 The store is the only queue. paho's own queue lives in memory, so each connection gets a
 fresh paho client and nothing is ever handed to paho while disconnected; a read is marked
 published only when its PUBACK arrives. After a reconnect every unacknowledged read is sent
 again from the store with the same bytes (so a receiver may see a duplicate ``event_id``,
-never a changed payload, and never a gap that was not purged by retention).
+never a changed payload, and never a gap that was not purged by retention). Reads stored
+since the connect go out at once; older ones drain at a bounded rate (``edge.lanes``).
 
 One thread does everything (connect, ``client.loop()``, publish, PUBACK handling), so the
 in-flight map needs no lock and a refused CONNACK can never be mistaken for a connection.
+PUBACKs are collected during ``client.loop()`` and committed to the store after it, in one
+transaction per loop: paho holds its own lock while calling ``on_publish``.
+
+It also owns the device status topic: the daemon offers ``online`` payloads, the publisher
+sends the newest one retained (again after every reconnect), sets ``offline`` as the last
+will, and publishes ``offline`` itself on a clean stop.
 """
 
 from __future__ import annotations
 
 import logging
-import random
-import socket
-import ssl
 import threading
 import time
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge.config import MqttSettings, TlsSettings
+from edge.config import MqttSettings
 from edge.errors import BrokerError, ConfigError, EdgeError
-from edge.events import attach_crop, reads_topic
-from edge.store import ReadStore
+from edge.events import reads_topic, status_topic, wire_payload
+from edge.lanes import Lane, RateLimiter, lane_window
+from edge.mqtt_link import (
+    DEFAULT_WINDOW,
+    LOOP_TICK_S,
+    Backoff,
+    Broker,
+    LastWill,
+    Link,
+    connect_check,
+    tls_context,
+)
+from edge.signing import EventSigner
+from edge.status import offline_payload
+from edge.store import ReadStore, StoredRead
+
+__all__ = ["DEFAULT_WINDOW", "LastWill", "MqttPublisher", "connect_check", "tls_context"]
 
 log = logging.getLogger(__name__)
 
 QOS = 1
-DEFAULT_WINDOW = 20
-LOOP_TICK_S = 0.05
-"""Longest a new read waits for the publisher thread to notice ``notify()``."""
 POLL_S = 5.0
 """Look at the store this often even without ``notify()`` (reads added by another process)."""
 REJECTED_RETRY_S = 30.0
 """A read the broker refused (PUBACK reason >= 0x80) is offered again after this long."""
 CONNECT_TIMEOUT_S = 5.0
+GOODBYE_TIMEOUT_S = 2.0
+"""How long a clean stop waits for the PUBACK of the retained ``offline``."""
 
 
 @dataclass(frozen=True, slots=True)
-class LastWill:
-    """Hook for the device status topic (a later issue): sent by the broker if we vanish."""
-
-    topic: str
-    payload: bytes
-    qos: int = 1
-    retain: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class _Broker:
-    """Everything needed to open one connection; the password never reaches a log line."""
-
-    host: str
-    port: int
-    keepalive_s: int
-    username: str | None
-    password: str | None = field(repr=False)
-    tls: ssl.SSLContext | None = field(repr=False)
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @classmethod
-    def from_settings(cls, settings: MqttSettings) -> _Broker:
-        return cls(
-            host=settings.host,
-            port=settings.port,
-            keepalive_s=settings.keepalive_s,
-            username=settings.username,
-            password=settings.resolved_password(),
-            tls=None if settings.tls is None else tls_context(settings.tls),
-        )
-
-
-def tls_context(tls: TlsSettings) -> ssl.SSLContext:
-    """TLS 1.2 or newer, the broker's certificate checked against ``ca_file`` (or the system
-    store) and, unless ``insecure_skip_verify``, its host name too."""
-    try:
-        ctx = ssl.create_default_context(
-            ssl.Purpose.SERVER_AUTH, cafile=None if tls.ca_file is None else str(tls.ca_file)
-        )
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        if tls.cert_file is not None and tls.key_file is not None:
-            ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"mqtt.tls: {exc.filename}: no such file") from None
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"mqtt.tls: cannot load the CA, certificate or key: {exc}") from None
-    if tls.insecure_skip_verify:
-        ctx.check_hostname = False
-    return ctx
-
-
-class _Link:
-    """One connection: a fresh paho client and what its callbacks have seen."""
-
-    def __init__(self, broker: _Broker, client_id: str, window: int, will: LastWill | None):
-        self.broker = broker
-        self.connack: ReasonCode | None = None
-        self.lost = False
-        self.client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv5,
-        )
-        self.client.max_inflight_messages_set(window)
-        if broker.username is not None:
-            self.client.username_pw_set(broker.username, broker.password)
-        if broker.tls is not None:
-            self.client.tls_set_context(broker.tls)
-        if will is not None:
-            self.client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-
-    def _on_connect(
-        self,
-        _client: mqtt.Client,
-        _userdata: object,
-        _flags: mqtt.ConnectFlags,
-        reason_code: ReasonCode,
-        _properties: Properties | None,
-    ) -> None:
-        self.connack = reason_code
-
-    def _on_disconnect(
-        self,
-        _client: mqtt.Client,
-        _userdata: object,
-        _flags: mqtt.DisconnectFlags,
-        _reason_code: ReasonCode,
-        _properties: Properties | None,
-    ) -> None:
-        self.lost = True
-
-    def open(self, timeout_s: float, stop: threading.Event | None = None) -> None:
-        """Connect and wait for a successful CONNACK, or raise BrokerError with the reason.
-        ``stop`` cuts the wait for the CONNACK short (the TCP connect itself is bounded
-        by ``timeout_s``)."""
-        where = self.broker.address
-        self.client.connect_timeout = timeout_s
-        deadline = time.monotonic() + timeout_s
-        try:
-            # clean_start: the store, not a broker session, holds what is unacknowledged.
-            self.client.connect(
-                self.broker.host, self.broker.port, self.broker.keepalive_s, clean_start=True
-            )
-        except (OSError, ValueError) as exc:
-            reason = _describe(exc, timeout_s)
-            if isinstance(exc, ConnectionResetError) and self.broker.tls is not None:
-                reason += " during the TLS handshake (is this a plain MQTT port?)"
-            raise BrokerError(f"MQTT broker {where}: {reason}") from None
-        while True:
-            rc = self.client.loop(LOOP_TICK_S)
-            # Look at the CONNACK first: a refusing broker closes the socket right after it.
-            if self.connack is not None:
-                break
-            if self.lost or rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                self.close()
-                raise BrokerError(
-                    f"MQTT broker {where}: connection closed before CONNACK "
-                    "(TLS on one side only, or not an MQTT port?)"
-                )
-            if time.monotonic() > deadline or (stop is not None and stop.is_set()):
-                self.close()
-                raise BrokerError(f"MQTT broker {where}: no CONNACK within {timeout_s:g} s")
-        if self.connack.is_failure:
-            self.close()
-            raise BrokerError(f"MQTT broker {where}: connection refused: {self.connack}")
-
-    def close(self) -> None:
-        """Say goodbye if still connected (so the broker drops any last will), then free the
-        sockets now rather than at garbage collection."""
-        if not self.lost and self.client.is_connected():
-            self.client.disconnect()
-            for _ in range(4):
-                if self.client.loop(LOOP_TICK_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    break
-        self.lost = True
-        # paho frees its sockets only in __del__, and the callbacks make a reference cycle,
-        # so a reconnect loop would hold file descriptors until a GC pass; free them now.
-        self.client._reset_sockets()
-
-
-def _describe(exc: BaseException, timeout_s: float) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate not accepted: {exc.verify_message}"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake failed: {exc.reason or exc}"
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve host name: {exc.strerror}"
-    if isinstance(exc, TimeoutError):
-        return f"no answer within {timeout_s:g} s"
-    if isinstance(exc, ConnectionResetError):
-        return "connection reset by the broker"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (is the broker running, and on this port?)"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
-
-
-def connect_check(
-    settings: MqttSettings,
-    *,
-    device_id: str | None = None,
-    timeout_s: float = 5.0,
-    client_id: str | None = None,
-) -> None:
-    """Open one connection and close it; raise BrokerError (one line: host:port and reason).
-
-    The client id is derived from the daemon's, not equal to it: connecting with the
-    daemon's own id would make the broker drop the running daemon's connection.
-    """
-    base = settings.client_id or device_id or "alpr-edge"
-    link = _Link(
-        _Broker.from_settings(settings),
-        client_id or f"{base}-check-{uuid.uuid4().hex[:8]}",
-        DEFAULT_WINDOW,
-        None,
-    )
-    link.open(timeout_s)
-    link.close()
-
-
-class _Backoff:
-    """Exponential delays with jitter, so a fleet of poles does not reconnect in step after
-    a broker restart. Each delay is drawn from [d/2, d], d doubling up to the maximum."""
-
-    def __init__(self, min_s: float, max_s: float) -> None:
-        self.min_s = min_s
-        self.max_s = max_s
-        self._attempt = 0
-        self._random = random.Random()  # noqa: S311 - jitter, not cryptography
-
-    def next(self) -> float:
-        ceiling = min(self.max_s, self.min_s * 2.0**self._attempt)
-        self._attempt = min(self._attempt + 1, 32)
-        return self._random.uniform(ceiling / 2.0, ceiling)
-
-    def reset(self) -> None:
-        self._attempt = 0
+class _InFlight:
+    event_id: str
+    lane: Lane
 
 
 class MqttPublisher:
@@ -261,22 +78,33 @@ class MqttPublisher:
         *,
         device_id: str,
         store: ReadStore,
+        signer: EventSigner,
         window: int = DEFAULT_WINDOW,
         reconnect_min_s: float = 1.0,
         reconnect_max_s: float = 60.0,
-        will: LastWill | None = None,
+        device_status: bool = True,
+        client_id: str | None = None,
+        backlog_rate_per_s: float | None = None,
     ) -> None:
+        """``device_status=False`` (``alpr-edge flush``) leaves the status topic and the last
+        will alone: only the daemon speaks for the device."""
         try:
             self.topic = reads_topic(settings.topic_prefix, device_id)
+            self.status_topic = status_topic(settings.topic_prefix, device_id)
         except ValueError as exc:
             raise ConfigError(f"mqtt: {exc}") from None
-        self._broker = _Broker.from_settings(settings)
-        self._client_id = settings.client_id or device_id
+        self._broker = Broker.from_settings(settings)
+        self._client_id = client_id or settings.client_id or device_id
+        self._device_id = device_id
         self._include_crop = settings.include_crop
         self._store = store
+        self._signer = signer
         self._window = window
-        self._backoff = _Backoff(reconnect_min_s, reconnect_max_s)
-        self._will = will
+        self._backoff = Backoff(reconnect_min_s, reconnect_max_s)
+        self._device_status = device_status
+        self._backlog_rate = (
+            settings.backlog_rate_per_s if backlog_rate_per_s is None else backlog_rate_per_s
+        )
         self._properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         self._properties.PayloadFormatIndicator = 1
         self._properties.ContentType = "application/json"
@@ -285,15 +113,26 @@ class MqttPublisher:
         self._connected = threading.Event()
         self._progress = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._status_offered: bytes | None = None
+        self._connections = 0
         # Touched only by the publisher thread (paho callbacks run inside client.loop()).
-        self._inflight: dict[int, str] = {}
+        self._inflight: dict[int, _InFlight] = {}
+        self._acked: list[str] = []
         self._held: dict[str, float] = {}
-        self._backlog = True
+        self._boundary = 0
+        self._backlog_more = True
+        self._status_sent: bytes | None = None
+        self._goodbye_mid: int | None = None
 
     @property
     def connected(self) -> bool:
         """True only between a successful CONNACK and the loss of that connection."""
         return self._connected.is_set()
+
+    @property
+    def connections(self) -> int:
+        """Successful connects so far; a change means a fresh status is due."""
+        return self._connections
 
     @property
     def alive(self) -> bool:
@@ -302,9 +141,12 @@ class MqttPublisher:
     def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError("publisher already started")
-        if self._broker.tls is None:
+        if self._broker.tls is None and self._broker.loopback:
+            log.info("MQTT to %s over plain TCP (loopback)", self._broker.address)
+        elif self._broker.tls is None:
             log.warning(
-                "MQTT to %s is not encrypted (no [mqtt.tls]): reads cross the network in clear",
+                "MQTT to %s is not encrypted (allow_insecure_plain): reads cross the network "
+                "in clear",
                 self._broker.address,
             )
         elif not self._broker.tls.check_hostname:
@@ -313,7 +155,8 @@ class MqttPublisher:
         self._thread.start()
 
     def stop(self, timeout: float) -> None:
-        """Stop sending and disconnect. Unacknowledged reads stay in the store."""
+        """Stop sending, say ``offline`` (when connected) and disconnect. Unacknowledged
+        reads stay in the store."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -322,6 +165,11 @@ class MqttPublisher:
 
     def notify(self) -> None:
         """A read was stored: send it now rather than at the next poll."""
+        self._wake.set()
+
+    def offer_status(self, payload: bytes) -> None:
+        """The newest ``online`` status; sent retained as soon as connected."""
+        self._status_offered = payload
         self._wake.set()
 
     def flush(self, timeout_s: float) -> bool:
@@ -337,10 +185,15 @@ class MqttPublisher:
                 # Bounded wait: a PUBACK between the count and here is noticed next round.
                 self._progress.wait(min(remaining, 0.2))
 
+    def _will(self) -> LastWill | None:
+        if not self._device_status:
+            return None
+        return LastWill(self.status_topic, offline_payload(self._device_id, "connection_lost"))
+
     def _run(self) -> None:
         last_reason = ""
         while not self._stop.is_set():
-            link = _Link(self._broker, self._client_id, self._window, self._will)
+            link = Link(self._broker, self._client_id, self._window, self._will())
             try:
                 link.open(CONNECT_TIMEOUT_S, self._stop)
             except BrokerError as exc:
@@ -362,6 +215,7 @@ class MqttPublisher:
             finally:
                 self._connected.clear()
                 self._inflight.clear()
+                self._acked.clear()
                 link.close()
             if not self._stop.is_set():
                 delay = self._backoff.next()
@@ -373,43 +227,131 @@ class MqttPublisher:
                 )
                 self._stop.wait(delay)
 
-    def _session(self, link: _Link) -> None:
-        link.client.on_publish = self._on_publish
+    def _session(self, link: Link) -> None:
+        client = link.client
+        client.on_publish = self._on_publish
+        self._boundary = self._store.last_seq()
+        self._backlog_more = True
+        self._status_sent = None
+        limiter = RateLimiter(self._backlog_rate, time.monotonic())
         self._connected.set()
-        self._backlog = True
-        last_fetch = float("-inf")
+        self._connections += 1
+        if self._boundary and self._store.pending_count():
+            log.info(
+                "outbox backlog up to seq %d: draining at %s",
+                self._boundary,
+                f"{self._backlog_rate:g} reads/s" if self._backlog_rate > 0 else "full speed",
+            )
+        last_poll = float("-inf")
         while not self._stop.is_set():
             now = time.monotonic()
-            due = self._wake.is_set() or self._backlog or now - last_fetch >= POLL_S
-            if due and len(self._inflight) < self._window:
-                self._wake.clear()
-                self._send_more(link.client, now)
-                last_fetch = now
-            if link.lost or link.client.loop(LOOP_TICK_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            poll = now - last_poll >= POLL_S
+            if poll:
+                last_poll = now
+                self._backlog_more = True  # a held read may be due again
+            self._send_status(client)
+            self._send_reads(client, now, limiter, live=poll or self._wake.is_set())
+            if link.lost or client.loop(LOOP_TICK_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._commit_acks()
                 return
+            self._commit_acks()
+        self._say_goodbye(link)
 
-    def _send_more(self, client: mqtt.Client, now: float) -> None:
+    def _send_status(self, client: mqtt.Client) -> None:
+        offered = self._status_offered
+        if not self._device_status or offered is None or offered is self._status_sent:
+            return
+        info = client.publish(self.status_topic, offered, qos=QOS, retain=True)
+        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._status_sent = offered
+
+    def _send_reads(
+        self, client: mqtt.Client, now: float, limiter: RateLimiter, *, live: bool
+    ) -> None:
+        live_in_flight = sum(1 for f in self._inflight.values() if f.lane is Lane.LIVE)
+        allowed = lane_window(
+            window=self._window,
+            live_in_flight=live_in_flight,
+            backlog_in_flight=len(self._inflight) - live_in_flight,
+            backlog_tokens=limiter.available(now) if self._backlog_more else 0,
+        )
         self._held = {eid: t for eid, t in self._held.items() if t > now}
-        busy = set(self._inflight.values()) | self._held.keys()
-        room = self._window - len(self._inflight)
-        limit = len(busy) + room
-        reads = self._store.pending(limit, with_crops=self._include_crop)
-        self._backlog = False
+        busy = {f.event_id for f in self._inflight.values()} | self._held.keys()
+        if live and allowed.live > 0:
+            # Cleared before the fetch, so a notify() during it is not lost; left set while
+            # the window is full, so the fetch happens as soon as a PUBACK frees a slot.
+            self._wake.clear()
+            sent = self._publish_lane(
+                client, Lane.LIVE, allowed.live, busy, seq_from=self._boundary + 1
+            )
+            if sent == allowed.live:
+                self._wake.set()  # the live lane may hold more: look again next loop
+        if allowed.backlog > 0:
+            room = min(allowed.backlog, self._window - len(self._inflight))
+            sent = self._publish_lane(client, Lane.BACKLOG, room, busy, seq_to=self._boundary)
+            limiter.take(sent)
+            if sent < room:
+                self._backlog_more = False
+
+    def _publish_lane(
+        self,
+        client: mqtt.Client,
+        lane: Lane,
+        room: int,
+        busy: set[str],
+        *,
+        seq_from: int = 1,
+        seq_to: int | None = None,
+    ) -> int:
+        """Publish up to ``room`` reads of one lane, lowest ``seq`` first; how many went."""
+        if room <= 0:
+            return 0
+        reads = self._store.pending(
+            len(busy) + room, with_crops=self._include_crop, seq_from=seq_from, seq_to=seq_to
+        )
+        sent = 0
         for read in reads:
             if read.event_id in busy:
                 continue
-            payload = (
-                attach_crop(read.payload, read.crop_jpeg) if self._include_crop else read.payload
+            info = client.publish(
+                self.topic, self._wire(read), qos=QOS, properties=self._properties
             )
-            info = client.publish(self.topic, payload, qos=QOS, properties=self._properties)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                return  # the connection is going; client.loop() will tell
-            self._inflight[info.mid] = read.event_id
-            room -= 1
-            if room == 0:
-                # There may be more behind these; fetch again as soon as a PUBACK frees room.
-                self._backlog = len(reads) == limit
-                return
+                return room  # the connection is going; client.loop() will tell
+            self._inflight[info.mid] = _InFlight(read.event_id, lane)
+            busy.add(read.event_id)
+            sent += 1
+            if sent == room:
+                break
+        return sent
+
+    def _wire(self, read: StoredRead) -> bytes:
+        crop = read.crop_jpeg if self._include_crop else None
+        return wire_payload(read.payload, crop, self._signer.sign)
+
+    def _say_goodbye(self, link: Link) -> None:
+        """Retained ``offline`` on a clean stop: the DISCONNECT that follows makes the broker
+        drop the last will, so without this the topic would keep saying ``online``."""
+        if not self._device_status or link.lost:
+            return
+        payload = offline_payload(self._device_id, "shutdown", datetime.now(UTC))
+        info = link.client.publish(self.status_topic, payload, qos=QOS, retain=True)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return
+        self._goodbye_mid = info.mid
+        deadline = time.monotonic() + GOODBYE_TIMEOUT_S
+        while self._goodbye_mid is not None and time.monotonic() < deadline:
+            if link.client.loop(LOOP_TICK_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
+        self._commit_acks()
+
+    def _commit_acks(self) -> None:
+        if not self._acked:
+            return
+        acked, self._acked = self._acked, []
+        self._store.mark_published_many(acked)
+        with self._progress:
+            self._progress.notify_all()
 
     def _on_publish(
         self,
@@ -419,18 +361,18 @@ class MqttPublisher:
         reason_code: ReasonCode,
         _properties: Properties | None,
     ) -> None:
-        event_id = self._inflight.pop(mid, None)
-        if event_id is None:
+        if mid == self._goodbye_mid:
+            self._goodbye_mid = None
+        flight = self._inflight.pop(mid, None)
+        if flight is None:
             return
         if reason_code.is_failure:
             log.error(
                 "MQTT broker refused read %s: %s; will offer it again in %.0f s",
-                event_id,
+                flight.event_id,
                 reason_code,
                 REJECTED_RETRY_S,
             )
-            self._held[event_id] = time.monotonic() + REJECTED_RETRY_S
+            self._held[flight.event_id] = time.monotonic() + REJECTED_RETRY_S
         else:
-            self._store.mark_published(event_id)
-        with self._progress:
-            self._progress.notify_all()
+            self._acked.append(flight.event_id)

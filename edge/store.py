@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,14 +50,16 @@ BUSY_TIMEOUT_MS = 5000
 
 _PENDING = (
     "SELECT seq, event_id, camera_id, captured_at, plate_text, payload, created_at, "
-    "NULL AS crop FROM reads WHERE published_at IS NULL ORDER BY seq LIMIT ?"
+    "NULL AS crop FROM reads WHERE published_at IS NULL AND seq BETWEEN ? AND ? "
+    "ORDER BY seq LIMIT ?"
 )
 _PENDING_WITH_CROPS = (
     "SELECT reads.seq, reads.event_id, reads.camera_id, reads.captured_at, reads.plate_text, "
     "reads.payload, reads.created_at, crops.jpeg AS crop "
     "FROM reads LEFT JOIN crops ON crops.event_id = reads.event_id "
-    "WHERE reads.published_at IS NULL ORDER BY reads.seq LIMIT ?"
+    "WHERE reads.published_at IS NULL AND reads.seq BETWEEN ? AND ? ORDER BY reads.seq LIMIT ?"
 )
+_MAX_SEQ = 2**63 - 1
 
 
 class StorageError(EdgeError):
@@ -198,22 +200,47 @@ class ReadStore:
                 db.table("crops").insert({"event_id": event.event_id, "jpeg": crop_jpeg})
         return seq
 
-    def pending(self, limit: int, *, with_crops: bool = False) -> list[StoredRead]:
-        """Unacknowledged reads, oldest (lowest ``seq``) first."""
+    def pending(
+        self,
+        limit: int,
+        *,
+        with_crops: bool = False,
+        seq_from: int = 1,
+        seq_to: int | None = None,
+    ) -> list[StoredRead]:
+        """Unacknowledged reads with ``seq_from <= seq <= seq_to``, lowest ``seq`` first."""
         sql = _PENDING_WITH_CROPS if with_crops else _PENDING
+        upper = _MAX_SEQ if seq_to is None else seq_to
         with self._locked("read the outbox") as db:
-            rows = list(db.query(sql, [limit]))
+            rows = list(db.query(sql, [seq_from, upper, limit]))
         return [_stored(row) for row in rows]
+
+    def last_seq(self) -> int:
+        """The ``seq`` of the newest read stored so far (0 before the first)."""
+        with self._locked("read the seq counter") as db:
+            row = db.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()
+        return int(row[0])
 
     def mark_published(self, event_id: str) -> bool:
         """Record the broker's acknowledgement; False if unknown or already marked."""
+        return self.mark_published_many([event_id]) > 0
+
+    def mark_published_many(self, event_ids: Sequence[str]) -> int:
+        """Record several acknowledgements in one transaction (one fsync, not one per read:
+        a backlog of 600k reads would otherwise cost 600k fsyncs). Returns how many were
+        newly marked."""
+        if not event_ids:
+            return 0
         now = format_time(datetime.now(UTC))
-        with self._locked("mark a read published") as db:
-            cursor = db.execute(
-                "UPDATE reads SET published_at = ? WHERE event_id = ? AND published_at IS NULL",
-                [now, event_id],
-            )
-        return cursor.rowcount > 0
+        marked = 0
+        with self._locked("mark reads published") as db, db.atomic():
+            for event_id in event_ids:
+                cursor = db.execute(
+                    "UPDATE reads SET published_at = ? WHERE event_id = ? AND published_at IS NULL",
+                    [now, event_id],
+                )
+                marked += cursor.rowcount
+        return marked
 
     def pending_count(self) -> int:
         with self._locked("count the outbox") as db:

@@ -34,6 +34,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -41,6 +42,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.config import CameraSettings
 from edge.events import ReadEvent, build_read_event
+from edge.signing import EventSigner
 from edge.types import CharCandidate, CharSlot, Direction, PlateStatus, TextCandidate, VehiclePass
 
 START_TIMEOUT_S = 5.0
@@ -283,3 +285,9 @@ def make_event() -> Callable[..., ReadEvent]:
         )
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def signer() -> EventSigner:
+    """A device signing key made for the test session."""
+    return EventSigner(Ed25519PrivateKey.generate())

@@ -19,6 +19,7 @@ MINIMAL = """
 device_id = "pole-1"
 [mqtt]
 host = "broker.local"
+allow_insecure_plain = true
 [[cameras]]
 id = "c1"
 source = "file:///tmp/clip.mp4"
@@ -41,7 +42,7 @@ def _keys(model: type[BaseModel]) -> set[str]:
     keys = set()
     for name, field in model.model_fields.items():
         keys.add(name)
-        for arg in getattr(field.annotation, "__args__", ()) + (field.annotation,):
+        for arg in (*getattr(field.annotation, "__args__", ()), field.annotation):
             if isinstance(arg, type) and issubclass(arg, BaseModel):
                 keys |= _keys(arg)
     return keys

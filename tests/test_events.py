@@ -23,7 +23,9 @@ from edge.events import (
     read_event_schema,
     reads_topic,
     to_payload,
+    wire_payload,
 )
+from edge.signing import EventSigner
 from edge.types import PlateStatus
 
 MakeEvent = Callable[..., ReadEvent]
@@ -40,16 +42,21 @@ def validator() -> jsonschema.Draft202012Validator:
 
 
 def test_payload_validates_against_schema(
+    make_event: MakeEvent, validator: jsonschema.Draft202012Validator, signer: EventSigner
+) -> None:
+    stored = encode_payload(to_payload(make_event(), seq=1))
+    for crop in (None, b"\xff\xd8jpeg"):
+        validator.validate(json.loads(wire_payload(stored, crop, signer.sign)))
+
+
+def test_unsigned_payload_is_refused_by_schema(
     make_event: MakeEvent, validator: jsonschema.Draft202012Validator
 ) -> None:
-    event = make_event()
-    for crop in (None, b"\xff\xd8jpeg"):
-        payload = json.loads(encode_payload(to_payload(event, seq=1, crop_jpeg=crop)))
-        validator.validate(payload)
+    assert not validator.is_valid(json.loads(encode_payload(to_payload(make_event(), seq=1))))
 
 
 def test_minimal_pass_validates(
-    make_event: MakeEvent, validator: jsonschema.Draft202012Validator
+    make_event: MakeEvent, validator: jsonschema.Draft202012Validator, signer: EventSigner
 ) -> None:
     event = make_event(
         "",
@@ -61,16 +68,18 @@ def test_minimal_pass_validates(
         confidence=float("nan"),
     )
     payload = to_payload(event, seq=7)
-    validator.validate(json.loads(encode_payload(payload)))
+    validator.validate(json.loads(wire_payload(encode_payload(payload), None, signer.sign)))
     assert payload["plate"]["region"] is None
     assert payload["plate"]["confidence"] == 0.0
     assert payload["vehicle"] == {"color": None, "type": None, "make": None, "model": None}
 
 
 def test_schema_rejects_unknown_keys(
-    make_event: MakeEvent, validator: jsonschema.Draft202012Validator
+    make_event: MakeEvent, validator: jsonschema.Draft202012Validator, signer: EventSigner
 ) -> None:
-    payload = to_payload(make_event(), seq=1)
+    payload = json.loads(
+        wire_payload(encode_payload(to_payload(make_event(), seq=1)), None, signer.sign)
+    )
     for where in (payload, payload["plate"], payload["vehicle"], payload["location"]):
         where["surprise"] = 1
         assert not validator.is_valid(payload)
