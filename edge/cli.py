@@ -128,6 +128,19 @@ def _cmd_device_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_snapshot(args: argparse.Namespace) -> int:
+    from edge.config import load_settings
+    from edge.snapshot import annotate, find_camera, take_snapshot, write_image_atomic
+
+    settings = load_settings(args.config)
+    _setup_logging("warning")
+    camera = find_camera(settings, args.camera)
+    snapshot = take_snapshot(settings, camera, wait_s=args.wait)
+    write_image_atomic(args.out, annotate(snapshot, camera))
+    print(f"{args.out}: {snapshot.summary()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alpr-edge",
@@ -209,6 +222,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     device_key.add_argument("--config", type=Path, required=True, help="TOML config file")
     device_key.set_defaults(handler=_cmd_device_key)
+
+    snapshot = sub.add_parser(
+        "snapshot",
+        help="save one annotated frame for aiming and focusing a camera",
+        description="Save one frame from a camera with the region of interest, each plate's "
+        "box and corners, what was read and the character height in pixels drawn on it. "
+        "Stop the service first: a camera serves one process at a time.",
+    )
+    snapshot.add_argument("--config", type=Path, required=True, help="TOML config file")
+    snapshot.add_argument("--camera", required=True, help="camera id from the config")
+    snapshot.add_argument("--out", type=Path, required=True, help="image to write (.png, .jpg)")
+    snapshot.add_argument(
+        "--wait",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds to wait for a frame with a plate (default 5; else the last frame)",
+    )
+    snapshot.set_defaults(handler=_cmd_snapshot)
     return parser
 
 
