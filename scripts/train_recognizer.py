@@ -256,7 +256,7 @@ def run_export(args: argparse.Namespace, checkpoint: Path, *, int8: bool) -> Non
         cmd.append("--int8")
     t0 = time.monotonic()
     res = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=REPO)
-    tail = (res.stdout + res.stderr).strip().splitlines()[-4:]
+    tail = (res.stderr + res.stdout).strip().splitlines()[-3:]  # the summary is on stdout
     log.info("export rc=%d in %.0fs: %s", res.returncode, time.monotonic() - t0, " | ".join(tail))
 
 
