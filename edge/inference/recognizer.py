@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge.errors import ModelError
+from edge.errors import InputError, ModelError
 from edge.inference.session import create_session, load_manifest
 from edge.types import CharCandidate, CharSlot, ImageArray, PlateStatus, Recognition
 
@@ -156,7 +156,7 @@ class PlateRecognizer:
         elif image.ndim == 2 and self.color == "bgr":
             image = np.asarray(cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), dtype=np.uint8)
         elif image.ndim != 2:
-            raise ValueError(f"plate crop must be H x W x 3 BGR, got shape {image.shape}")
+            raise InputError(f"plate crop must be H x W x 3 BGR, got shape {image.shape}")
         h, w = image.shape[:2]
         shrink = h > self.input_height or w > self.input_width
         interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
