@@ -22,6 +22,12 @@ class EdgeError(Exception):
         self.message = message
 
 
+class UsageError(EdgeError):
+    """A command-line argument that does not fit the command."""
+
+    exit_code = EX_USAGE
+
+
 class ConfigError(EdgeError):
     exit_code = EX_CONFIG
 

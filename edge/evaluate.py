@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edge.errors import EX_USAGE, EdgeError, InputError
+from edge.errors import InputError, UsageError
 from edge.imageio import load_image
 from edge.progress import Progress
 from edge.types import ImageArray, PlateResult, Recognition
@@ -73,10 +73,6 @@ Box = tuple[float, float, float, float]
 """x1, y1, x2, y2 in pixels."""
 Metrics = dict[str, int | float]
 Recognize = Callable[[list[ImageArray]], Sequence[Recognition]]
-
-
-class UsageError(EdgeError):
-    exit_code = EX_USAGE
 
 
 @dataclass(frozen=True, slots=True)
