@@ -198,3 +198,14 @@ def test_killed_process_leaves_retained_offline_will(
     validator.validate(offline)
     assert offline["reason"] == "connection_lost"
     assert offline["sent_at"] is None
+
+
+def test_documented_example_matches_the_schema(validator: jsonschema.Draft202012Validator) -> None:
+    docs = (REPO / "docs" / "events.md").read_text(encoding="utf-8")
+    section = docs[docs.index("## Device status") :]
+    example = section[
+        section.index("```json") + len("```json") : section.index(
+            "```\n", section.index("```json") + 7
+        )
+    ]
+    validator.validate(json.loads(example))
