@@ -74,7 +74,7 @@ class PlateReader:
         kept = [d for d in found if d.height >= self.min_plate_height]
         if roi_mask is not None:
             kept = [d for d in kept if _inside(roi_mask, d)]
-        return kept
+        return suppress_nested(kept)
 
     def recognize(self, image: ImageArray, detections: Sequence[Detection]) -> list[PlateResult]:
         if not detections:
@@ -89,6 +89,27 @@ class PlateReader:
         """Detect and read every plate in one image, most confident first."""
         results = self.recognize(image, self.detect(image, roi_mask))
         return sorted(results, key=lambda r: -r.recognition.confidence)
+
+
+NESTED_SHARE = 0.6
+"""A box with this share of its area inside a stronger box is the same plate."""
+
+
+def suppress_nested(detections: Sequence[Detection]) -> list[Detection]:
+    """Drop boxes mostly inside a higher-scoring one (half a plate, a plate in its frame):
+    IoU-based NMS keeps them because their overlap is small relative to the larger box."""
+    kept: list[Detection] = []
+    for det in sorted(detections, key=lambda d: -d.score):
+        area = max(det.width * det.height, 1e-6)
+        if all(_intersection(det, k) / area < NESTED_SHARE for k in kept):
+            kept.append(det)
+    return kept
+
+
+def _intersection(a: Detection, b: Detection) -> float:
+    w = min(a.box[2], b.box[2]) - max(a.box[0], b.box[0])
+    h = min(a.box[3], b.box[3]) - max(a.box[1], b.box[1])
+    return max(w, 0.0) * max(h, 0.0)
 
 
 def _inside(mask: ImageArray, detection: Detection) -> bool:

@@ -19,6 +19,7 @@ from edge.voting import vote
 MAX_CENTER_JUMP = 3.0
 """How far, in plate widths, a plate may move between two processed frames."""
 DIRECTION_MIN_GROWTH = 1.25
+MIN_PLATE_CHARS = 2
 DIRECTION_MIN_SHIFT = 1.0
 
 
@@ -134,6 +135,8 @@ class PlateTracker:
     def _to_pass(self, track: _Track) -> VehiclePass | None:
         obs = track.observations
         result = vote([o.recognition for o in obs], max_candidates=self._settings.max_candidates)
+        if len(result.text) < MIN_PLATE_CHARS:
+            return None  # a sign, a logo or a wheel rim, not a plate
         if len(obs) < self._settings.min_frames and result.confidence < 0.9:
             return None
         best = max(
