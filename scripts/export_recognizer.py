@@ -9,7 +9,7 @@ the run-time class edge.inference.recognizer.PlateRecognizer (onnxruntime, no to
 held-out US crops (see train_recognizer.is_holdout), and, for reference only, on an equal-size
 seeded sample of the Brazilian crops, which ARE training data.
 
-With --int8: dynamic INT8 quantization (onnxruntime.quantization.quantize_dynamic) to
+With --int8: static INT8 quantization (QDQ, calibrated on synthetic crops) to
 models/plate-recognizer-int8.onnx + .json, kept only when its held-out exact match is within
 1 point of FP32; otherwise the files are removed and the reason recorded in the FP32 manifest.
 """
@@ -211,12 +211,52 @@ def write_manifest(model_path: Path, manifest: dict[str, Any]) -> None:
 
 
 def quantize(fp32: Path, int8: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    """Static INT8 (QDQ, per-channel weights), percentile-calibrated on 256 synthetic crops.
+
+    Dynamic quantization turns the convolutions into ConvInteger, which onnxruntime runs about
+    10x slower than FP32 on CPU; static QDQ gives QLinearConv kernels instead. The LSTM stays
+    FP32 (static quantization does not cover it).
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from train_recognizer import preprocess
+
+    from scripts.synth import plates
+
+    class SyntheticCrops(CalibrationDataReader):
+        def __init__(self) -> None:
+            rng = np.random.default_rng(99)
+            self.batches = [
+                np.stack([preprocess(plates.render_plate(rng)[0]) for _ in range(16)])
+                for _ in range(16)
+            ]
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return {"image": self.batches.pop()} if self.batches else None
 
     with tempfile.TemporaryDirectory() as tmp:
-        tmp_path = Path(tmp) / "int8.onnx"
-        quantize_dynamic(str(fp32), str(tmp_path), weight_type=QuantType.QInt8)
-        write_atomic(int8, tmp_path.read_bytes())
+        pre, out = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
+        quant_pre_process(str(fp32), str(pre))
+        quantize_static(
+            str(pre),
+            str(out),
+            SyntheticCrops(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["Conv", "MatMul", "Gemm"],
+            # Min/max ranges let a few bright pixels (glare) stretch the scale: measured
+            # 2 points of exact match lost; the 99.999th percentile keeps it within 0.5.
+            calibrate_method=CalibrationMethod.Percentile,
+        )
+        write_atomic(int8, out.read_bytes())
 
 
 def main() -> None:
@@ -259,7 +299,9 @@ def main() -> None:
         }
         drop = accuracy["us_holdout"]["exact_match"] - int8_acc["us_holdout"]["exact_match"] > 0.01
         extra["int8"] = {
-            "method": "onnxruntime.quantization.quantize_dynamic, QInt8 weights",
+            "method": "onnxruntime.quantization.quantize_static, QDQ, per-channel QInt8 "
+            "weights, QUInt8 activations, Conv/MatMul/Gemm; percentile calibration on 256 "
+            "synthetic crops",
             "accuracy": int8_acc,
             "kept": not drop,
             "size_bytes": int8_path.stat().st_size,
