@@ -264,7 +264,13 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path, default=REPO / "runs" / "recognizer" / "last.pt")
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--out", type=Path, default=REPO / "models" / "plate-recognizer.onnx")
-    ap.add_argument("--int8", action="store_true")
+    ap.add_argument(
+        "--int8",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="make the INT8 variant too (default: only when one is already there, so the "
+        "pair shipped together stays from the same checkpoint)",
+    )
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -290,6 +296,10 @@ def main() -> None:
     }
     extra: dict[str, Any] = {"torch_onnx_max_abs_diff": diff}
     int8_path = args.out.with_name(args.out.stem + "-int8.onnx")
+    if args.int8 is None:  # auto: keep refreshing INT8 once it has been made (kept or not)
+        shipped = args.out.with_suffix(".json")
+        made_before = shipped.is_file() and "int8" in json.loads(shipped.read_text())
+        args.int8 = int8_path.is_file() or made_before
     if args.int8:
         quantize(staging, int8_path)
         write_manifest(int8_path, manifest_for(int8_path, ck, {}, {}))
