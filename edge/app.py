@@ -32,6 +32,8 @@ from edge.types import Frame, VehiclePass
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_CONNECTED_S = 120.0
+SIGNAL_DRAIN_S = 10.0
+"""Well inside the unit's TimeoutStopSec."""
 FIRST_FRAME_TIMEOUT_S = 30.0
 """READY waits this long for every camera's first frame; then start fails (exit 66)."""
 
@@ -110,6 +112,7 @@ class Daemon:
         self.settings = settings
         self._open_camera = open_camera
         self.stop_event = threading.Event()
+        self.signalled = False
         self.store: ReadStore | None = None
         self.publisher: MqttPublisher | None = None
         self.captures: list[CaptureThread] = []
@@ -121,6 +124,7 @@ class Daemon:
     def install_signal_handlers(self) -> None:
         def _handle(signum: int, _frame: FrameType | None) -> None:
             log.info("received %s, shutting down", signal.Signals(signum).name)
+            self.signalled = True
             self.stop_event.set()
 
         signal.signal(signal.SIGTERM, _handle)
@@ -255,7 +259,9 @@ class Daemon:
 
     def _drain(self, publisher: MqttPublisher) -> None:
         grace = self.settings.mqtt.offline_grace_s
-        deadline = time.monotonic() + DRAIN_TIMEOUT_CONNECTED_S
+        # Asked to stop (systemd, Ctrl-C): finish quickly, the outbox survives the restart.
+        budget = SIGNAL_DRAIN_S if self.signalled else DRAIN_TIMEOUT_CONNECTED_S
+        deadline = time.monotonic() + budget
         offline_since: float | None = None
         while time.monotonic() < deadline:
             if publisher.flush(timeout_s=0.5):

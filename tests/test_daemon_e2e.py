@@ -11,10 +11,10 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from conftest import Mosquitto
 
 from edge.events import read_event_schema
 from scripts.make_demo_clip import Pass, make_clip
-from conftest import Mosquitto
 
 DEVICE = "test-pole"
 RUN_TIMEOUT_S = 300
