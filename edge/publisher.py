@@ -176,7 +176,7 @@ class MqttPublisher:
         """Wait until the outbox is empty; False if reads are still pending at the timeout."""
         deadline = time.monotonic() + timeout_s
         while True:
-            if self._store.pending_count() == 0:
+            if not self._store.has_pending():
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -236,7 +236,7 @@ class MqttPublisher:
         limiter = RateLimiter(self._backlog_rate, time.monotonic())
         self._connected.set()
         self._connections += 1
-        if self._boundary and self._store.pending_count():
+        if self._boundary and self._store.has_pending():
             log.info(
                 "outbox backlog up to seq %d: draining at %s",
                 self._boundary,

@@ -242,6 +242,13 @@ class ReadStore:
                 marked += cursor.rowcount
         return marked
 
+    def has_pending(self) -> bool:
+        """Whether any read awaits its PUBACK: one index probe, unlike ``pending_count()``,
+        which walks the whole outbox (600k entries after a week offline)."""
+        with self._locked("read the outbox") as db:
+            row = db.execute("SELECT 1 FROM reads WHERE published_at IS NULL LIMIT 1").fetchone()
+        return row is not None
+
     def pending_count(self) -> int:
         with self._locked("count the outbox") as db:
             row = db.execute("SELECT COUNT(*) FROM reads WHERE published_at IS NULL").fetchone()

@@ -114,6 +114,23 @@ def test_mark_published_removes_from_pending(store: ReadStore, make_event: MakeE
     assert store.pending_count() == 2
 
 
+def test_lanes_by_seq_range_and_acks_marked_in_one_batch(
+    store: ReadStore, make_event: MakeEvent
+) -> None:
+    events = [make_event() for _ in range(6)]
+    for event in events:
+        store.add(event, CROP)
+    assert store.last_seq() == 6
+    assert [r.seq for r in store.pending(10, seq_to=3)] == [1, 2, 3]  # backlog lane
+    assert [r.seq for r in store.pending(2, seq_from=4)] == [4, 5]  # live lane
+    assert store.mark_published_many([events[0].event_id, events[4].event_id, "unknown"]) == 2
+    assert [r.seq for r in store.pending(10)] == [2, 3, 4, 6]
+    assert store.has_pending()
+    store.mark_published_many([e.event_id for e in events])
+    assert not store.has_pending()
+    assert store.last_seq() == 6
+
+
 def test_published_state_survives_reopen(db_path: Path, make_event: MakeEvent) -> None:
     store = ReadStore(db_path)
     event = make_event()
