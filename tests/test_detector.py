@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 
 
 def test_manifest_has_what_the_runtime_and_operators_need(detector: PlateDetector) -> None:
-    assert REQUIRED_KEYS <= detector.manifest.keys()
+    assert detector.manifest.keys() >= REQUIRED_KEYS
     assert detector.manifest["kind"] == "plate-detector"
     assert detector.manifest["opset"] >= 17
     assert detector.version == f"plate-detector@{sha256_file(MODEL)[:12]}"
@@ -126,7 +127,7 @@ def test_truncated_model_raises_model_error_naming_the_file(tmp_path: Path) -> N
     manifest["sha256"] = sha256_file(bad)  # so the load gets past the checksum to onnxruntime
     bad.with_suffix(".json").write_text(json.dumps(manifest), encoding="utf-8")
 
-    with pytest.raises(ModelError, match=str(bad)):
+    with pytest.raises(ModelError, match=re.escape(str(bad))):
         PlateDetector(bad)
 
 
@@ -147,7 +148,7 @@ def test_model_with_wrong_outputs_raises_model_error(tmp_path: Path) -> None:
     manifest["sha256"] = sha256_file(wrong)
     wrong.with_suffix(".json").write_text(json.dumps(manifest), encoding="utf-8")
 
-    with pytest.raises(ModelError, match="wrong.onnx"):
+    with pytest.raises(ModelError, match=re.escape(str(wrong))):
         PlateDetector(wrong)
 
 

@@ -84,6 +84,9 @@ class PlateDetector:
         for key in ("name", "sha256", "input_size", "stride", "color", "normalize", "outputs"):
             if key not in m:
                 raise self._fail(f"manifest has no {key!r}")
+        size = m["input_size"]
+        if not isinstance(size, int) or size < SIZE_MULTIPLE or size % SIZE_MULTIPLE:
+            raise self._fail(f"manifest input_size {size!r} is not a multiple of 32")
         if not isinstance(m["stride"], int) or m["stride"] not in (2, 4, 8):
             raise self._fail(f"manifest stride {m['stride']!r} is not 2, 4 or 8")
         if m["color"] not in ("bgr", "rgb"):

@@ -289,7 +289,7 @@ def plate_aspect(rng: np.random.Generator, tex: np.ndarray) -> float:
     return float(tex.shape[1] / tex.shape[0] * rng.uniform(0.88, 1.12))
 
 
-def sample_plate_height(rng: np.random.Generator, lo: float = 7.0, hi: float = 110.0) -> float:
+def sample_plate_height(rng: np.random.Generator, lo: float = 7.0, hi: float = 140.0) -> float:
     # Log-uniform, weighted towards small plates: those are the hard, common case on a pole.
     u = rng.random() ** 1.3
     return float(np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo))))
@@ -521,7 +521,7 @@ def frame_crop(
         fy = rng.uniform(min(0, fh - cw), max(0, fh - cw))
     m = np.array([[s, 0, -fx * s], [0, s, -fy * s]], np.float32)
     interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
-    img = cv2.warpAffine(frame, m, (size, size), flags=interp, borderMode=cv2.BORDER_REFLECT)
+    img = cv2.warpAffine(frame, m, (size, size), flags=interp, borderMode=cv2.BORDER_CONSTANT)
     out = [((q - np.array([fx, fy], np.float32)) * s).astype(np.float32) for q in quads]
     return img, out
 
@@ -562,7 +562,7 @@ def augment(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
         cx, cy = rng.uniform(0, w), rng.uniform(0, h)
         rad = rng.uniform(0.05, 0.4) * w
         f += (
-            rng.uniform(80, 255)
+            rng.uniform(60, 200)
             * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * rad**2))[..., None]
         )
     if rng.random() < 0.1:  # rain streaks
