@@ -36,13 +36,17 @@ from __future__ import annotations
 import csv
 import os
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+T = TypeVar("T")
 
 __all__ = [
     "ALPHABET",
@@ -400,8 +404,8 @@ def _label(text: str) -> str:
 # --------------------------------------------------------------------------- drawing parts
 
 
-def _pick(rng: np.random.Generator, items: tuple) -> object:  # type: ignore[type-arg]
-    return items[rng.integers(len(items))]
+def _pick(rng: np.random.Generator, items: Sequence[T]) -> T:
+    return items[int(rng.integers(len(items)))]
 
 
 def _jitter(rng: np.random.Generator, color: tuple[int, ...], amount: int = 18) -> tuple[int, ...]:
@@ -441,14 +445,14 @@ def _draw_logo(rng: np.random.Generator, canvas: np.ndarray, cx: int, cy: int, r
     color = _pick(rng, (*_DARK_INKS, (40, 120, 230), (30, 160, 60), (200, 120, 30)))
     kind = rng.integers(4)
     if kind == 0:
-        cv2.circle(canvas, (cx, cy), r, color, -1, cv2.LINE_AA)  # type: ignore[arg-type]
+        cv2.circle(canvas, (cx, cy), r, color, -1, cv2.LINE_AA)
     elif kind == 1:  # star
         pts = []
         for k in range(10):
             rr = r if k % 2 == 0 else r * 0.45
             a = -np.pi / 2 + k * np.pi / 5
             pts.append((cx + rr * np.cos(a), cy + rr * np.sin(a)))
-        cv2.fillPoly(canvas, [np.array(pts, np.int32)], color, cv2.LINE_AA)  # type: ignore[arg-type]
+        cv2.fillPoly(canvas, [np.array(pts, np.int32)], color, cv2.LINE_AA)
     elif kind == 2:  # state outline-ish blob
         pts = np.array(
             [
@@ -460,12 +464,12 @@ def _draw_logo(rng: np.random.Generator, canvas: np.ndarray, cx: int, cy: int, r
             ],
             np.int32,
         )
-        cv2.fillPoly(canvas, [pts], color, cv2.LINE_AA)  # type: ignore[arg-type]
+        cv2.fillPoly(canvas, [pts], color, cv2.LINE_AA)
     else:  # heart / emblem: two circles and a triangle
-        cv2.circle(canvas, (cx - r // 2, cy - r // 3), r // 2, color, -1, cv2.LINE_AA)  # type: ignore[arg-type]
-        cv2.circle(canvas, (cx + r // 2, cy - r // 3), r // 2, color, -1, cv2.LINE_AA)  # type: ignore[arg-type]
+        cv2.circle(canvas, (cx - r // 2, cy - r // 3), r // 2, color, -1, cv2.LINE_AA)
+        cv2.circle(canvas, (cx + r // 2, cy - r // 3), r // 2, color, -1, cv2.LINE_AA)
         tri = np.array([(cx - r, cy - r // 4), (cx + r, cy - r // 4), (cx, cy + r)], np.int32)
-        cv2.fillPoly(canvas, [tri], color, cv2.LINE_AA)  # type: ignore[arg-type]
+        cv2.fillPoly(canvas, [tri], color, cv2.LINE_AA)
 
 
 def _draw_main_text(
@@ -524,10 +528,10 @@ def _draw_main_text(
                 (int(cx + pw * 0.85), cy + ch // 2 + bh // 2),
                 ink,
                 -1,
-            )  # type: ignore[arg-type]
+            )
         elif c == ".":
             r = max(1, int(ch * rng.uniform(0.04, 0.08)))
-            cv2.circle(canvas, (int(cx + pw / 2), cy + ch // 2), r, ink, -1, cv2.LINE_AA)  # type: ignore[arg-type]
+            cv2.circle(canvas, (int(cx + pw / 2), cy + ch // 2), r, ink, -1, cv2.LINE_AA)
         elif c == "*":
             r = max(2, int(min(pw, ch) * rng.uniform(0.3, 0.45)))
             if seal:  # German registration seals: two round stickers stacked
@@ -542,7 +546,7 @@ def _draw_main_text(
                         col,
                         -1,
                         cv2.LINE_AA,
-                    )  # type: ignore[arg-type]
+                    )
             else:
                 _draw_logo(rng, canvas, int(cx + pw / 2), cy + ch // 2, r)
         cx += pw + gap * ch
@@ -588,7 +592,7 @@ def _draw_sticker(rng: np.random.Generator, canvas: np.ndarray, font: Path) -> N
             (30, 140, 250),
         ),
     )
-    cv2.rectangle(canvas, (x, y), (x + sw, y + sh), col, -1)  # type: ignore[arg-type]
+    cv2.rectangle(canvas, (x, y), (x + sw, y + sh), col, -1)
     txt = _pattern_text(rng, "DD" if rng.random() < 0.7 else "LLL")
     _draw_text(canvas, txt, font, (x + 1, y + sh // 4, sw - 2, sh // 2), (20, 20, 20))
 
@@ -616,7 +620,7 @@ def _draw_frame(rng: np.random.Generator, plate: np.ndarray) -> tuple[np.ndarray
     if kind < 0.5:
         t = max(1, int(h * rng.uniform(0.01, 0.04)))
         col = _jitter(rng, _pick(rng, ((30, 30, 30), (120, 40, 10), (200, 200, 200))))
-        cv2.rectangle(plate, (t // 2 + 1, t // 2 + 1), (w - t // 2 - 2, h - t // 2 - 2), col, t)  # type: ignore[arg-type]
+        cv2.rectangle(plate, (t // 2 + 1, t // 2 + 1), (w - t // 2 - 2, h - t // 2 - 2), col, t)
         return plate, 0, 0
     # dealer / chrome frame wider than the plate, with text in its lower bar
     sx, top = int(w * rng.uniform(0.02, 0.05)), int(h * rng.uniform(0.03, 0.1))
@@ -636,7 +640,7 @@ def _draw_frame(rng: np.random.Generator, plate: np.ndarray) -> tuple[np.ndarray
         _draw_text(
             out,
             dealer,
-            _pick(rng, _HEADER_FONTS),  # type: ignore[arg-type]
+            _pick(rng, _HEADER_FONTS),
             (sx, inner_top + h - overlap + bh // 5, w, max(3, bh * 3 // 5)),
             ink,
         )
@@ -656,15 +660,15 @@ def _render_us(rng: np.random.Generator, text: str, variant: str) -> _Plate:
         header = rng.random() < 0.15
     else:
         dark = variant == "us_dark"
-        canvas = _background(rng, w, h, _pick(rng, _DARK_BGS if dark else _LIGHT_BGS))  # type: ignore[arg-type]
+        canvas = _background(rng, w, h, _pick(rng, _DARK_BGS if dark else _LIGHT_BGS))
         ink = _pick(rng, _LIGHT_INKS if dark else _DARK_INKS)
         header = rng.random() < 0.9
-    ink = _jitter(rng, ink, 12)  # type: ignore[arg-type]
-    font: Path = _pick(rng, _PLATE_FONTS)  # type: ignore[assignment]
-    hfont: Path = _pick(rng, _HEADER_FONTS)  # type: ignore[assignment]
+    ink = _jitter(rng, ink, 12)
+    font: Path = _pick(rng, _PLATE_FONTS)
+    hfont: Path = _pick(rng, _HEADER_FONTS)
     if header:
         hh = int(h * rng.uniform(0.12, 0.2))
-        hcol = _jitter(rng, _pick(rng, _DARK_INKS + _LIGHT_INKS + ((40, 40, 200),)))  # type: ignore[arg-type]
+        hcol = _jitter(rng, _pick(rng, _DARK_INKS + _LIGHT_INKS + ((40, 40, 200),)))
         hw = int(w * rng.uniform(0.4, 0.8))
         _draw_text(
             canvas,
@@ -679,10 +683,10 @@ def _render_us(rng: np.random.Generator, text: str, variant: str) -> _Plate:
         _draw_text(
             canvas,
             str(_pick(rng, _SLOGANS)),
-            _pick(rng, _HEADER_FONTS),  # type: ignore[arg-type]
+            _pick(rng, _HEADER_FONTS),
             ((w - fw) // 2, h - fh - int(h * rng.uniform(0.04, 0.08)), fw, fh),
             _jitter(rng, _pick(rng, (*_DARK_INKS, (40, 40, 200)))),
-        )  # type: ignore[arg-type]
+        )
     ch = int(h * rng.uniform(0.4, 0.55))
     y0 = int(h * 0.5 - ch / 2 + h * rng.uniform(-0.05, 0.06))
     left, right = int(w * rng.uniform(0.04, 0.09)), int(w * rng.uniform(0.04, 0.09))
@@ -747,7 +751,7 @@ def _render_eu(rng: np.random.Generator, text: str, style: str) -> _Plate:
             (240, 240, 240),
         )
         right = rw + int(w * 0.02)
-    font: Path = _pick(rng, _PLATE_FONTS[:6] if len(_PLATE_FONTS) > 6 else _PLATE_FONTS)  # type: ignore[assignment]
+    font: Path = _pick(rng, _PLATE_FONTS[:6] if len(_PLATE_FONTS) > 6 else _PLATE_FONTS)
     ch = int(h * rng.uniform(0.62, 0.74))
     y0 = (h - ch) // 2 + int(rng.integers(-3, 4))
     left = bw + int(w * 0.03)
@@ -768,7 +772,7 @@ def _render_eu(rng: np.random.Generator, text: str, style: str) -> _Plate:
 
 def _render_br(rng: np.random.Generator, text: str, style: str) -> _Plate:
     w, h = 400, 130
-    font: Path = _pick(rng, _PLATE_FONTS[:6] if len(_PLATE_FONTS) > 6 else _PLATE_FONTS)  # type: ignore[assignment]
+    font: Path = _pick(rng, _PLATE_FONTS[:6] if len(_PLATE_FONTS) > 6 else _PLATE_FONTS)
     if style == "br_mercosul":
         canvas = np.full((h, w, 3), _jitter(rng, (240, 240, 240), 10), np.uint8)
         band = int(h * 0.22)
@@ -824,7 +828,7 @@ def _render_paper(rng: np.random.Generator, text: str) -> _Plate:
         cv2.line(
             canvas, (x, 0), (x + int(rng.integers(-10, 10)), h), _jitter(rng, (200, 200, 200)), 1
         )
-    font: Path = _pick(rng, _PAPER_FONTS)  # type: ignore[assignment]
+    font: Path = _pick(rng, _PAPER_FONTS)
     ink = _jitter(rng, (25, 25, 25), 20)
     header = str(
         _pick(
@@ -862,7 +866,7 @@ def _render_paper(rng: np.random.Generator, text: str) -> _Plate:
         x = int(w * rng.uniform(0.05, 0.6))
         for _ in range(30):
             x += int(rng.integers(1, 4))
-            cv2.line(canvas, (x, int(h * 0.7)), (x, int(h * 0.78)), ink, 1)  # type: ignore[arg-type]
+            cv2.line(canvas, (x, int(h * 0.7)), (x, int(h * 0.78)), ink, 1)
     ch = int(h * rng.uniform(0.3, 0.45))
     y0 = int(h * 0.5 - ch / 2)
     spans = _draw_main_text(
