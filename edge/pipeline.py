@@ -96,14 +96,25 @@ NESTED_SHARE = 0.6
 
 
 def suppress_nested(detections: Sequence[Detection]) -> list[Detection]:
-    """Drop boxes mostly inside a higher-scoring one (half a plate, a plate in its frame):
-    IoU-based NMS keeps them because their overlap is small relative to the larger box."""
+    """One box per plate: of two boxes where one lies mostly inside the other (half a plate,
+    a plate in its frame), keep the larger unless it is much less certain. IoU-based NMS
+    misses these because their overlap is small relative to the larger box."""
     kept: list[Detection] = []
     for det in sorted(detections, key=lambda d: -d.score):
-        area = max(det.width * det.height, 1e-6)
-        if all(_intersection(det, k) / area < NESTED_SHARE for k in kept):
+        for i, other in enumerate(kept):
+            smaller = min(_area(det), _area(other))
+            if _intersection(det, other) / smaller < NESTED_SHARE:
+                continue
+            if _area(det) > _area(other) and det.score >= 0.5 * other.score:
+                kept[i] = det
+            break
+        else:
             kept.append(det)
     return kept
+
+
+def _area(d: Detection) -> float:
+    return max(d.width * d.height, 1e-6)
 
 
 def _intersection(a: Detection, b: Detection) -> float:

@@ -20,6 +20,9 @@ MAX_CENTER_JUMP = 3.0
 """How far, in plate widths, a plate may move between two processed frames."""
 DIRECTION_MIN_GROWTH = 1.25
 MIN_PLATE_CHARS = 2
+SHORT_TRACK = 3
+DUPLICATE_OVERLAP = 0.3
+"""Boxes sharing this much of the smaller one's area are on the same plate."""
 DIRECTION_MIN_SHIFT = 1.0
 
 
@@ -31,6 +34,28 @@ def iou(a: Detection, b: Detection) -> float:
     inter = iw * ih
     union = a.width * a.height + b.width * b.height - inter
     return inter / union if union > 0 else 0.0
+
+
+def _overlaps(a: Detection, b: Detection) -> bool:
+    ix = min(a.box[2], b.box[2]) - max(a.box[0], b.box[0])
+    iy = min(a.box[3], b.box[3]) - max(a.box[1], b.box[1])
+    if ix <= 0 or iy <= 0:
+        return False
+    smaller = min(a.width * a.height, b.width * b.height)
+    return ix * iy / max(smaller, 1e-6) >= DUPLICATE_OVERLAP
+
+
+def _similar(a: str, b: str) -> bool:
+    """At most a third of the characters differ (edit distance)."""
+    if not a or not b:
+        return False
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1] <= max(len(a), len(b)) / 3
 
 
 def _distance_score(a: Detection, b: Detection) -> float:
@@ -122,9 +147,39 @@ class PlateTracker:
             track = self._tracks[ti]
             track.observations.append(observations[oi])
             track.last_time = now
+        matched = [observations[oi] for oi in used_obs]
         for oi, obs in enumerate(observations):
-            if oi not in used_obs:
-                self._tracks.append(_Track(observations=[obs], last_time=now))
+            if oi in used_obs:
+                continue
+            # A second box on a plate already followed is a duplicate, not a new vehicle.
+            if any(_overlaps(obs.detection, m.detection) for m in matched):
+                continue
+            self._tracks.append(_Track(observations=[obs], last_time=now))
+        self._merge_coincident(used_tracks)
+
+    def _merge_coincident(self, updated: set[int]) -> None:
+        """Two tracks that now sit on the same plate were one vehicle all along."""
+        tracks = [self._tracks[i] for i in sorted(updated)]
+        merged: set[int] = set()
+        for a in range(len(tracks)):
+            for b in range(a + 1, len(tracks)):
+                ta, tb = tracks[a], tracks[b]
+                if id(ta) in merged or id(tb) in merged:
+                    continue
+                if not _overlaps(ta.last.detection, tb.last.detection):
+                    continue
+                # Plates of two vehicles can cross on screen; only a track on the same text
+                # (or a short-lived one) is a duplicate.
+                short = min(len(ta.observations), len(tb.observations)) <= SHORT_TRACK
+                if not short and not _similar(ta.last.recognition.text, tb.last.recognition.text):
+                    continue
+                keep, drop = (ta, tb) if len(ta.observations) >= len(tb.observations) else (tb, ta)
+                keep.observations = sorted(
+                    keep.observations + drop.observations[:-1], key=lambda o: o.monotonic
+                )
+                merged.add(id(drop))
+        if merged:
+            self._tracks = [t for t in self._tracks if id(t) not in merged]
 
     def _close(self, done: Callable[[_Track], bool]) -> list[VehiclePass]:
         ended = [t for t in self._tracks if done(t)]

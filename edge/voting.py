@@ -28,6 +28,30 @@ class VoteResult:
     status: PlateStatus
 
 
+def _expand_collapsed(reads: Sequence[Recognition]) -> list[Recognition]:
+    """Undo CTC's typical slip: a doubled character ("88") read as one ("8").
+
+    When another frame of the pass read the same text with the double, this frame's read is
+    taken to mean that text, its slot for the doubled character counting twice.
+    """
+    texts = {r.text for r in reads}
+    out: list[Recognition] = []
+    for read in reads:
+        expanded = read
+        for longer in texts:
+            if len(longer) != len(read.text) + 1:
+                continue
+            for i in range(len(longer) - 1):
+                if longer[i] == longer[i + 1] and longer[:i] + longer[i + 1 :] == read.text:
+                    chars = read.chars[: i + 1] + read.chars[i:]
+                    expanded = Recognition(longer, read.confidence, chars, read.status)
+                    break
+            if expanded is not read:
+                break
+        out.append(expanded)
+    return out
+
+
 def _chosen_length(reads: Sequence[Recognition]) -> int:
     weight: dict[int, float] = defaultdict(float)
     for read in reads:
@@ -90,7 +114,7 @@ def _status(reads: Sequence[Recognition], slots: Sequence[CharSlot]) -> PlateSta
 
 def vote(reads: Sequence[Recognition], *, max_candidates: int = 5) -> VoteResult:
     """Combine the reads of one pass into one text with per-character confidence."""
-    usable = [r for r in reads if r.text]
+    usable = _expand_collapsed([r for r in reads if r.text])
     if not usable:
         return VoteResult("", 0.0, (), (), PlateStatus.NONE)
     length = _chosen_length(usable)

@@ -94,3 +94,29 @@ def test_approaching_plate_grows() -> None:
         )
     (p,) = tracker.flush()
     assert p.direction is Direction.APPROACHING
+
+
+def test_second_box_on_a_followed_plate_is_not_a_second_vehicle() -> None:
+    tracker = PlateTracker("cam", TrackingSettings())
+    for i in range(20):
+        t = i / 30
+        box = moving_box(t, 100, 300)
+        observations = [obs(t, box, "ABC1234")]
+        if i % 5 == 3:  # now and then the detector also boxes the right half of the plate
+            observations.append(obs(t, (box[0] + 50, box[1] + 5, box[2] + 10, box[3]), "1234"))
+        tracker.update(t, observations)
+    assert [p.text for p in tracker.flush()] == ["ABC1234"]
+
+
+def test_tracks_that_converge_on_one_plate_are_merged() -> None:
+    tracker = PlateTracker("cam", TrackingSettings())
+    for i in range(12):
+        t = i / 30
+        observations = [obs(t, (100 + 2 * i, 100, 220 + 2 * i, 160), "ABC1234")]
+        if i < 6:  # a second track drifts onto the same plate, then the two coincide
+            x = 400 - 55 * i
+            observations.append(obs(t, (x, 100, x + 120, 160), "ABC1Z34"))
+        tracker.update(t, observations)
+    passes = tracker.flush()
+    assert [p.text for p in passes] == ["ABC1234"]
+    assert 12 < passes[0].frames_seen <= 12 + 6  # the duplicate frames joined the pass

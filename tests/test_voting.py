@@ -75,3 +75,13 @@ def test_nothing_read_means_no_plate() -> None:
     result = vote([empty, empty])
     assert result.text == ""
     assert result.status is PlateStatus.NONE
+
+
+def test_a_doubled_character_read_once_counts_for_the_double() -> None:
+    reads = [make_read("BUY368")] * 3 + [make_read("BUY3688")] * 2
+    assert vote(reads).text == "BUY3688"
+
+
+def test_without_a_doubled_reading_the_short_text_stands() -> None:
+    reads = [make_read("BUY368")] * 3 + [make_read("BUY3689")]
+    assert vote(reads).text == "BUY368"
