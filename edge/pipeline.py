@@ -10,17 +10,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from edge.config import ModelSettings
 from edge.inference.detector import PlateDetector
 from edge.inference.recognizer import PlateRecognizer
-from edge.inference.rectify import plate_crop, rectify_plate
+from edge.inference.rectify import rectify_plate
 from edge.types import Detection, ImageArray, PlateResult
-
-CROP_MAX_WIDTH = 320
-CROP_JPEG_QUALITY = 85
 
 
 @dataclass(slots=True)
@@ -129,14 +125,3 @@ def _inside(mask: ImageArray, detection: Detection) -> bool:
     x = min(max(int(cx), 0), w - 1)
     y = min(max(int(cy), 0), h - 1)
     return bool(mask[y, x])
-
-
-def encode_crop(image: ImageArray, detection: Detection) -> bytes:
-    """The plate and a small margin as JPEG: what is stored and sent, never the windscreen."""
-    crop = plate_crop(image, detection)
-    h, w = crop.shape[:2]
-    if w > CROP_MAX_WIDTH:
-        size = (CROP_MAX_WIDTH, max(1, round(h * CROP_MAX_WIDTH / w)))
-        crop = np.asarray(cv2.resize(crop, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
-    ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
-    return bytes(buf) if ok else b""

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from edge.config import CameraSettings, Settings
+from edge.crops import storage_crop
 from edge.motion import MotionGate, roi_mask
-from edge.pipeline import PlateReader, encode_crop
+from edge.pipeline import PlateReader
 from edge.tracker import PlateTracker
 from edge.types import Frame, ImageArray, PlateObservation, VehiclePass
 
@@ -110,7 +111,7 @@ class FrameProcessor:
                     monotonic=stream_time,
                     detection=r.detection,
                     recognition=r.recognition,
-                    crop_jpeg=encode_crop(image, r.detection),
+                    crop=storage_crop(image, r.detection),
                 )
                 for r in results
                 if r.recognition.text

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from edge.config import TrackingSettings
+from edge.crops import encode_jpeg
 from edge.types import Detection, Direction, PlateObservation, VehiclePass
 from edge.voting import vote
 
@@ -212,6 +213,6 @@ class PlateTracker:
             best_seen=best.captured_at,
             frames_seen=len(obs),
             direction=direction_of(obs),
-            crop_jpeg=best.crop_jpeg,
+            crop_jpeg=encode_jpeg(best.crop),
             chars=result.chars,
         )

@@ -102,8 +102,9 @@ class PlateObservation:
     monotonic: float
     detection: Detection
     recognition: Recognition
-    crop_jpeg: bytes = field(repr=False, default=b"")
-    """The plate plus a small margin, JPEG, never the windscreen."""
+    crop: ImageArray | None = field(repr=False, compare=False, default=None)
+    """The plate plus a small margin (never the windscreen); only the pass's best one is
+    ever encoded and stored."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+
 from edge.config import TrackingSettings
 from edge.tracker import PlateTracker
 from edge.types import CharSlot, Detection, Direction, PlateObservation, PlateStatus, Recognition
@@ -24,7 +26,7 @@ def obs(t: float, box: tuple[float, float, float, float], text: str) -> PlateObs
         monotonic=t,
         detection=Detection(box=box, score=0.9),
         recognition=rec,
-        crop_jpeg=b"jpeg",
+        crop=np.full((30, 90, 3), 128, np.uint8),
     )
 
 
@@ -51,7 +53,7 @@ def test_one_pass_per_vehicle_with_two_vehicles_in_view() -> None:
     assert by_text["ABC1234"].direction is Direction.RIGHT
     assert by_text["XYZ987"].direction is Direction.LEFT
     assert by_text["ABC1234"].first_seen == T0
-    assert by_text["ABC1234"].crop_jpeg == b"jpeg"
+    assert by_text["ABC1234"].crop_jpeg.startswith(b"\xff\xd8")  # a JPEG of the best crop
 
 
 def test_pass_ends_after_timeout_and_a_new_pass_starts() -> None:
