@@ -280,55 +280,64 @@ def main() -> None:
     model.eval()
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
-    # Export beside the target first so a half-measured model never replaces the shipped one.
-    staging = args.out.with_name(args.out.stem + ".staging.onnx")
-    export_onnx(model, staging)
-    diff = check_against_torch(model, staging)
-    if diff > 1e-3:
-        raise SystemExit(f"ONNX output differs from torch by {diff:.2e}; not exporting")
-    holdout = holdout_set(args.data)
-    br = br_sample(args.data, len(holdout))
-    write_manifest(staging, manifest_for(staging, ck, {}, {}))  # so the runtime can load it
-    accuracy = {
-        "runtime": "edge.inference.recognizer.PlateRecognizer (onnxruntime CPU, greedy CTC)",
-        "us_holdout": measure(staging, holdout),
-        "br_train_sample": measure(staging, br) | {"note": "training data: not a hold-out"},
-    }
-    extra: dict[str, Any] = {"torch_onnx_max_abs_diff": diff}
     int8_path = args.out.with_name(args.out.stem + "-int8.onnx")
     if args.int8 is None:  # auto: keep refreshing INT8 once it has been made (kept or not)
         shipped = args.out.with_suffix(".json")
         made_before = shipped.is_file() and "int8" in json.loads(shipped.read_text())
         args.int8 = int8_path.is_file() or made_before
-    if args.int8:
-        quantize(staging, int8_path)
-        write_manifest(int8_path, manifest_for(int8_path, ck, {}, {}))
-        int8_acc = {
-            "us_holdout": measure(int8_path, holdout),
-            "br_train_sample": measure(int8_path, br),
+    # Build and measure in a private folder: nothing half-measured ever appears in models/.
+    with tempfile.TemporaryDirectory(prefix="recognizer-export-") as tmp:
+        staging = Path(tmp) / args.out.name
+        export_onnx(model, staging)
+        diff = check_against_torch(model, staging)
+        if diff > 1e-3:
+            raise SystemExit(f"ONNX output differs from torch by {diff:.2e}; not exporting")
+        holdout = holdout_set(args.data)
+        br = br_sample(args.data, len(holdout))
+        write_manifest(staging, manifest_for(staging, ck, {}, {}))  # so the runtime loads it
+        accuracy = {
+            "runtime": "edge.inference.recognizer.PlateRecognizer (onnxruntime CPU, greedy CTC)",
+            "us_holdout": measure(staging, holdout),
+            "br_train_sample": measure(staging, br) | {"note": "training data: not a hold-out"},
         }
-        drop = accuracy["us_holdout"]["exact_match"] - int8_acc["us_holdout"]["exact_match"] > 0.01
-        extra["int8"] = {
-            "method": "onnxruntime.quantization.quantize_static, QDQ, per-channel QInt8 "
-            "weights, QUInt8 activations, Conv/MatMul/Gemm; percentile calibration on 256 "
-            "synthetic crops",
-            "accuracy": int8_acc,
-            "kept": not drop,
-            "size_bytes": int8_path.stat().st_size,
-        }
-        if drop:
-            extra["int8"]["reason"] = "held-out exact match more than 1 point below FP32"
-            int8_path.unlink()
-            int8_path.with_suffix(".json").unlink()
-        else:
-            int8_manifest = manifest_for(int8_path, ck, int8_acc, {"quantization": extra["int8"]})
-            int8_manifest["name"] = NAME + "-int8"
-            int8_manifest["fp32_accuracy"] = accuracy
+        extra: dict[str, Any] = {"torch_onnx_max_abs_diff": diff}
+        int8_manifest: dict[str, Any] | None = None
+        int8_staging = Path(tmp) / int8_path.name
+        if args.int8:
+            quantize(staging, int8_staging)
+            write_manifest(int8_staging, manifest_for(int8_staging, ck, {}, {}))
+            int8_acc = {
+                "us_holdout": measure(int8_staging, holdout),
+                "br_train_sample": measure(int8_staging, br),
+            }
+            fp32_exact = accuracy["us_holdout"]["exact_match"]
+            drop = fp32_exact - int8_acc["us_holdout"]["exact_match"] > 0.01
+            extra["int8"] = {
+                "method": "onnxruntime.quantization.quantize_static, QDQ, per-channel QInt8 "
+                "weights, QUInt8 activations, Conv/MatMul/Gemm; percentile calibration on 256 "
+                "synthetic crops",
+                "accuracy": int8_acc,
+                "kept": not drop,
+                "size_bytes": int8_staging.stat().st_size,
+            }
+            if drop:
+                extra["int8"]["reason"] = "held-out exact match more than 1 point below FP32"
+            else:
+                int8_manifest = manifest_for(
+                    int8_staging, ck, int8_acc, {"quantization": extra["int8"]}
+                )
+                int8_manifest["name"] = NAME + "-int8"
+                int8_manifest["fp32_accuracy"] = accuracy
+        # Publish: each model before its manifest, so a reader never sees a manifest whose
+        # sha256 names a model that is not there yet.
+        write_atomic(args.out, staging.read_bytes())
+        write_manifest(args.out, manifest_for(args.out, ck, accuracy, extra))
+        if int8_manifest is not None:
+            write_atomic(int8_path, int8_staging.read_bytes())
             write_manifest(int8_path, int8_manifest)
-    manifest = manifest_for(staging, ck, accuracy, extra)
-    os.replace(staging, args.out)
-    write_manifest(args.out, manifest)
-    staging.with_suffix(".json").unlink(missing_ok=True)
+        elif args.int8:  # an older INT8 must not ship beside a newer FP32 it was not made from
+            int8_path.unlink(missing_ok=True)
+            int8_path.with_suffix(".json").unlink(missing_ok=True)
     us = accuracy["us_holdout"]
     print(
         f"exported {args.out} step {ck['step']}: US hold-out exact {us['exact_match']:.3f} "
