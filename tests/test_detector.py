@@ -116,7 +116,13 @@ def test_scene_without_plate_gives_no_confident_detection(detector: PlateDetecto
 
 def test_detects_in_small_and_odd_sized_images(detector: PlateDetector) -> None:
     frame = draw_scene(3, size=(333, 187))
-    assert isinstance(detector.detect(frame), list)
+    draw_car(frame, 160, 100, 150)
+    draw_plate(frame, 140, 115, 10)
+    for d in detector.detect(frame):
+        x1, y1, x2, y2 = d.box
+        assert 0 <= x1 < x2 <= 333 and 0 <= y1 < y2 <= 187, d
+        assert d.corners is not None
+        assert all(0 <= x <= 333 and 0 <= y <= 187 for x, y in d.corners), d
 
 
 def test_truncated_model_raises_model_error_naming_the_file(tmp_path: Path) -> None:

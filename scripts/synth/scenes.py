@@ -286,7 +286,12 @@ def paste_quad(canvas: np.ndarray, tex: np.ndarray, quad: Quad, rng: np.random.G
 
 
 def plate_aspect(rng: np.random.Generator, tex: np.ndarray) -> float:
-    return float(tex.shape[1] / tex.shape[0] * rng.uniform(0.88, 1.12))
+    aspect = tex.shape[1] / tex.shape[0] * rng.uniform(0.88, 1.12)
+    if aspect < 3.5 and rng.random() < 0.15:
+        # Long single-row European plates (~4.7:1) are rare among the textures; stretching a
+        # short plate gives the corner regression that shape without a new texture source.
+        aspect *= rng.uniform(1.3, 1.9)
+    return float(aspect)
 
 
 def sample_plate_height(rng: np.random.Generator, lo: float = 7.0, hi: float = 140.0) -> float:
@@ -447,6 +452,9 @@ _WORDS = [
 def _text_distractors(rng: np.random.Generator, img: np.ndarray, n: int) -> None:
     """Shop signs, road signs and stickers: text that is not on a plate."""
     for _ in range(n):
+        if rng.random() < 0.3:
+            _badge(rng, img)
+            continue
         word = _WORDS[int(rng.integers(len(_WORDS)))]
         scale = rng.uniform(0.4, 2.5)
         thick = int(rng.integers(1, 4))
@@ -469,6 +477,47 @@ def _text_distractors(rng: np.random.Generator, img: np.ndarray, n: int) -> None
             thick,
             cv2.LINE_AA,
         )
+
+
+_BADGES = [
+    "SK",
+    "D",
+    "NL",
+    "RO",
+    "CZ",
+    "GB",
+    "F",
+    "TDI",
+    "GTI",
+    "4x4",
+    "AUDI",
+    "SKODA",
+    "CITROEN",
+    "OPEL",
+    "FORD",
+    "TOYOTA",
+    "VW",
+]
+
+
+def _badge(rng: np.random.Generator, img: np.ndarray) -> None:
+    """Country ovals and maker badges: short text on a car's back that is not a plate."""
+    word = _BADGES[int(rng.integers(len(_BADGES)))]
+    scale = rng.uniform(0.3, 1.8)
+    thick = int(rng.integers(1, 4))
+    (tw, th), _ = cv2.getTextSize(word, cv2.FONT_HERSHEY_DUPLEX, scale, thick)
+    x = int(rng.integers(0, max(img.shape[1] - tw, 1)))
+    y = int(rng.integers(th, img.shape[0]))
+    light = int(rng.integers(190, 256))
+    if len(word) <= 2 and rng.random() < 0.7:
+        centre = (x + tw // 2, y - th // 2)
+        axes = (int(tw * 0.9) + 4, int(th * 1.1) + 3)
+        cv2.ellipse(img, centre, axes, 0, 0, 360, (light, light, light), -1, cv2.LINE_AA)
+        cv2.ellipse(img, centre, axes, 0, 0, 360, (20, 20, 20), max(thick // 2, 1), cv2.LINE_AA)
+        colour: tuple[int, int, int] = (15, 15, 15)
+    else:
+        colour = (light, light, light)  # chrome lettering
+    cv2.putText(img, word, (x, y), cv2.FONT_HERSHEY_DUPLEX, scale, colour, thick, cv2.LINE_AA)
 
 
 def texture_background(rng: np.random.Generator, bank: SceneBank, size: int) -> np.ndarray:
@@ -617,6 +666,8 @@ def make_sample(rng: np.random.Generator, bank: SceneBank, size: int = 384) -> S
             continue
         paste_quad(img, photometric_plate(rng, tex), quad, rng)
         quads.append(quad)
+    if rng.random() < 0.35:
+        add_lights(rng, img, quads, int(rng.integers(1, 5)))
     img = augment(rng, img)
     kept: list[Quad] = []
     ignore: list[bool] = []
@@ -633,6 +684,32 @@ def make_sample(rng: np.random.Generator, bank: SceneBank, size: int = 384) -> S
         kept.append(q)
         ignore.append(height < MIN_PLATE_HEIGHT or vis < 0.6)
     return Sample(img, kept, ignore)
+
+
+def add_lights(rng: np.random.Generator, img: np.ndarray, quads: list[Quad], n: int) -> None:
+    """Glowing tail-light bars, reversing lights and lit signs (in place), away from plates:
+    bright elongated blobs are what a young detector confuses with plates at night."""
+    size = img.shape[0]
+    glow = np.zeros(img.shape, np.float32)
+    for _ in range(n):
+        h = float(np.exp(rng.uniform(np.log(4), np.log(40))))
+        w = h * rng.uniform(1.5, 7.0)
+        cx, cy = rng.uniform(0, img.shape[1]), rng.uniform(0, size)
+        quad = random_plate_quad(rng, cx, cy, h, w / h)
+        if any(_overlaps(quad, q) for q in quads):
+            continue
+        r = rng.random()
+        colour = (40, 40, 255) if r < 0.5 else (200, 220, 255) if r < 0.8 else (30, 160, 255)
+        layer = np.zeros(img.shape, np.float32)
+        pts = np.round(quad * 16).astype(np.int32)
+        cv2.fillConvexPoly(layer, pts, colour, cv2.LINE_AA, shift=4)
+        if rng.random() < 0.5:
+            # a saturated core, as an over-exposed lamp gives
+            core = quad.mean(axis=0) + (quad - quad.mean(axis=0)) * 0.6
+            cv2.fillConvexPoly(layer, np.round(core * 16).astype(np.int32), (255, 255, 255),
+                               cv2.LINE_AA, shift=4)  # fmt: skip
+        glow += layer + 0.8 * cv2.GaussianBlur(layer, (0, 0), max(h * rng.uniform(0.3, 1.2), 1))
+    img[:] = np.clip(img.astype(np.float32) + glow, 0, 255).astype(np.uint8)
 
 
 def _overlaps(a: Quad, b: Quad) -> bool:
