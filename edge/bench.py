@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge.camera import open_source
+from edge.camera import FrameSource, open_source
+from edge.camera.capture import CaptureThread
 from edge.config import CameraSettings, Settings, load_settings
 from edge.errors import InputError
 from edge.events import build_read_event
@@ -24,7 +25,7 @@ from edge.pipeline import PlateReader
 from edge.processor import StageTimer
 from edge.progress import Progress
 from edge.store import ReadStore
-from edge.types import VehiclePass
+from edge.types import Frame, VehiclePass
 
 STAGE_ORDER = ("decode", "motion", "detect", "recognize", "track", "store")
 
@@ -38,6 +39,29 @@ def _settings(config: Path | None, video: Path) -> tuple[Settings, CameraSetting
     else:
         settings = Settings(device_id="bench", cameras=[camera])
     return settings, camera
+
+
+class _TimedSource:
+    """A frame source whose reads (decoding and colour conversion) are timed."""
+
+    def __init__(self, inner: FrameSource, timer: StageTimer) -> None:
+        self._inner = inner
+        self._timer = timer
+
+    fps = property(lambda self: self._inner.fps)
+    size = property(lambda self: self._inner.size)
+    is_live = property(lambda self: self._inner.is_live)
+    description = property(lambda self: self._inner.description)
+
+    def open(self) -> None:
+        self._inner.open()
+
+    def read(self) -> Frame | None:
+        with self._timer.measure("decode"):
+            return self._inner.read()
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 def _frame_count(video: Path) -> int:
@@ -68,8 +92,10 @@ def bench(video: Path, config: Path | None = None) -> dict[str, Any]:
                 store.add(event, vehicle_pass.crop_jpeg)
         return len(passes)
 
-    source = open_source(camera)
-    source.open()
+    source = _TimedSource(open_source(camera), timer)
+    # Decoding runs in the capture thread, beside inference, exactly as in the daemon.
+    capture = CaptureThread(source, queue_size=camera.queue_size, drop_when_full=False)
+    capture.start()
     fps = source.fps or 25.0
     total = _frame_count(video)
     frames = reads = 0
@@ -79,18 +105,17 @@ def bench(video: Path, config: Path | None = None) -> dict[str, Any]:
         store = ReadStore(Path(tmp) / "reads.db")
         try:
             with Progress(total, "frames") as bar:
-                while True:
-                    with timer.measure("decode"):
-                        frame = source.read()
+                while not capture.finished:
+                    frame = capture.get(timeout=0.5)
                     if frame is None:
-                        break
+                        continue
                     frames += 1
                     reads += _store(store, processor.process(frame, frame.index / fps))
                     bar.advance()
             reads += _store(store, processor.flush())
         finally:
             store.close()
-            source.close()
+            capture.stop(timeout=5.0)
     wall = time.perf_counter() - wall0
     medians = timer.median_ms()
     totals = timer.total_ms()
