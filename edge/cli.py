@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edge import __version__
 from edge.errors import EX_SOFTWARE, EdgeError
+from edge.provision.commands import add_provision_commands
 
 log = logging.getLogger("edge")
 
@@ -241,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for a frame with a plate (default 5; else the last frame)",
     )
     snapshot.set_defaults(handler=_cmd_snapshot)
+    add_provision_commands(sub)
     return parser
 
 
