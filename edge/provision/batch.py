@@ -103,18 +103,16 @@ def read_devices(path: Path, defaults: BatchDefaults) -> list[DeviceSpec]:
             continue
         values = dict(zip(header, (cell.strip() for cell in cells), strict=True))
         parsed = _parse_row(values, defaults, where)
-        problems += parsed.problems
-        spec = parsed.spec
-        if spec is None:
-            continue
-        if spec.device_id in first_row:
+        device_id = values["device_id"]
+        if device_id in first_row:
             problems.append(
-                f"{where}, column device_id: {spec.device_id} is already on row "
-                f"{first_row[spec.device_id]}"
+                f"{where}, column device_id: {device_id} is already on row {first_row[device_id]}"
             )
-            continue
-        first_row[spec.device_id] = row
-        specs.append(spec)
+        elif device_id:
+            first_row[device_id] = row
+        problems += parsed.problems
+        if parsed.spec is not None:
+            specs.append(parsed.spec)
     if not specs and not problems:
         problems.append(f"{path}: no devices (only a header)")
     if problems:
