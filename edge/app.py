@@ -1,13 +1,18 @@
 """The daemon: builds every part in order, runs the camera pipelines, stops in reverse.
 
-Order of start: storage -> models (warmed; the last known-good pair if the configured ones
-fail) -> publisher -> cameras -> pipelines -> first frame from every camera -> READY.
+Order of start: storage (reads, audit log, first purge) -> hot list (saved copies, file)
+-> models (warmed; the last known-good pair if the configured ones fail) -> publisher ->
+cameras -> pipelines -> first frame from every camera -> READY.
 Order of stop: cameras (producers) -> pipelines (flush open passes) -> publisher -> storage.
+
+The main loop also applies hot-list messages (handed over by the publisher thread), re-reads
+``hotlist.file`` when it changes, purges expired data (``edge.retention``) and sends status.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import threading
 import time
@@ -15,19 +20,24 @@ from collections.abc import Callable
 from types import FrameType
 
 from edge import __version__, sdnotify
+from edge.alerts import Alerter, AlertOutbox
+from edge.atrest import load_cipher
+from edge.audit import AuditLog
 from edge.camera import FrameSource, open_source
 from edge.camera.capture import CaptureThread
 from edge.config import CameraSettings, Settings
 from edge.errors import CameraError, EdgeError
 from edge.events import build_read_event
+from edge.hotlist import HotListKeeper, Source
 from edge.inference.known_good import load_reader
 from edge.pipeline import PlateReader
 from edge.processor import FrameProcessor
 from edge.publisher import MqttPublisher, connect_check
+from edge.retention import Purger
 from edge.signing import load_signer
-from edge.status import CameraProbe, ModelVersions, StatusCollector, online_payload
+from edge.status import CameraProbe, Extras, ModelVersions, StatusCollector, online_payload
 from edge.store import ReadStore
-from edge.types import Frame, VehiclePass
+from edge.types import Frame, PlateObservation, VehiclePass
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +46,7 @@ SIGNAL_DRAIN_S = 10.0
 """Well inside the unit's TimeoutStopSec."""
 FIRST_FRAME_TIMEOUT_S = 30.0
 """READY waits this long for every camera's first frame; then start fails (exit 66)."""
+HOTLIST_FILE_POLL_S = 2.0
 
 
 class CameraPipeline:
@@ -49,12 +60,19 @@ class CameraPipeline:
         settings: Settings,
         emit: Callable[[VehiclePass, CameraSettings], None],
         stop: threading.Event,
+        observe: Callable[[CameraSettings, list[PlateObservation]], object] | None = None,
     ) -> None:
         self.camera = camera
         self.capture = capture
         self.emit = emit
         self.stop_event = stop
-        self.processor = FrameProcessor(camera, reader, settings)
+        hook = None
+        if observe is not None:
+
+            def hook(observations: list[PlateObservation]) -> None:
+                observe(camera, observations)
+
+        self.processor = FrameProcessor(camera, reader, settings, on_observations=hook)
         self.reads = 0
         self.heartbeat = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"pipeline-{camera.id}", daemon=True)
@@ -118,6 +136,14 @@ class Daemon:
         self.captures: list[CaptureThread] = []
         self.pipelines: list[CameraPipeline] = []
         self.status: StatusCollector | None = None
+        self.audit: AuditLog | None = None
+        self.hotlist: HotListKeeper | None = None
+        self.alerter: Alerter | None = None
+        self.purger: Purger | None = None
+        self.reads_dropped = 0
+        """Reads not kept because they matched nothing (``privacy.hits_only``)."""
+        self._hotlist_inbox: queue.SimpleQueue[tuple[Source, bytes]] = queue.SimpleQueue()
+        self._hotlist_file_due = 0.0
         self._status_due = 0.0
         self._status_connections = 0
 
@@ -133,7 +159,15 @@ class Daemon:
     def start(self) -> None:
         s = self.settings
         s.storage.dir.mkdir(parents=True, exist_ok=True)
-        self.store = ReadStore(s.storage.dir / "reads.db")
+        cipher = load_cipher(s)
+        self.store = ReadStore(s.storage.dir / "reads.db", cipher)
+        self.audit = AuditLog(s.storage.dir / "audit.db", cipher)
+        self.purger = Purger(s, self.store, self.audit)
+        self.purger.run_if_due()
+        self.hotlist = HotListKeeper(s.hotlist, s.storage.dir)
+        self.hotlist.load_persisted()
+        self.hotlist.poll_file()
+        alerts = AlertOutbox(self.store)
         reader, warm_ms = load_reader(s.models, s.storage.dir)
         log.info(
             "models warm in %.0f ms: %s, %s",
@@ -144,14 +178,29 @@ class Daemon:
         if s.mqtt.require_at_start:
             connect_check(s.mqtt, device_id=s.device_id, timeout_s=10.0)
         self.publisher = MqttPublisher(
-            s.mqtt, device_id=s.device_id, store=self.store, signer=load_signer(s)
+            s.mqtt,
+            device_id=s.device_id,
+            store=self.store,
+            signer=load_signer(s),
+            alerts=alerts,
+            audit=self.audit,
+            on_hotlist=self._hotlist_received if s.hotlist.subscribe else None,
         )
+        self.alerter = Alerter(s, self.hotlist, alerts, notify=self.publisher.notify_alert)
         self.publisher.start()
         for camera in s.cameras:
             capture = CaptureThread(self._open_camera(camera), queue_size=camera.queue_size)
             self.captures.append(capture)
             self.pipelines.append(
-                CameraPipeline(camera, capture, reader, s, self._emit, self.stop_event)
+                CameraPipeline(
+                    camera,
+                    capture,
+                    reader,
+                    s,
+                    self._emit,
+                    self.stop_event,
+                    observe=self.alerter.check_frame,
+                )
             )
         for capture in self.captures:
             capture.start()
@@ -164,15 +213,34 @@ class Daemon:
             storage_dir=s.storage.dir,
             cameras=[_probe(pipeline) for pipeline in self.pipelines],
             models=ModelVersions(reader.detector.version, reader.recognizer.version),
+            extras=Extras(
+                hotlist=self.hotlist.status,
+                alerts_depth=alerts.pending_count,
+                retention=lambda: None if self.purger is None else self.purger.last,
+            ),
         )
         self._await_first_frames(FIRST_FRAME_TIMEOUT_S)
         sdnotify.notify("READY=1")
         log.info("alpr-edge %s running with %d camera(s)", __version__, len(self.pipelines))
 
+    def _hotlist_received(self, source: Source, payload: bytes) -> None:
+        """On the publisher thread: hand over, apply on the main thread (parsing and
+        checking a large list must not stall the network loop)."""
+        self._hotlist_inbox.put((source, payload))
+
     def _emit(self, vehicle_pass: VehiclePass, camera: CameraSettings) -> None:
         store, publisher = self._started()
+        privacy = self.settings.privacy
+        hits = [] if self.alerter is None else self.alerter.match_pass(vehicle_pass)
+        if privacy.hits_only and not hits:
+            self.reads_dropped += 1
+            return
         event = build_read_event(vehicle_pass, device_id=self.settings.device_id, camera=camera)
-        seq = store.add(event, vehicle_pass.crop_jpeg)
+        if self.alerter is not None and hits:
+            # Alerts first: they are what someone is waiting for.
+            self.alerter.check_pass(camera, vehicle_pass, event, hits)
+        crop = vehicle_pass.crop_jpeg if privacy.keep_images else b""
+        seq = store.add(event, crop, hit=bool(hits))
         publisher.notify()
         log.info(
             "read %s camera=%s seq=%d text=%s conf=%.2f status=%s frames=%d dir=%s",
@@ -198,11 +266,28 @@ class Daemon:
         while not self.stop_event.wait(0.2):
             if all(not p.alive for p in self.pipelines):
                 break
+            self._housekeeping()
             self._report_status()
             if interval is not None and time.monotonic() - last_ping >= interval:
                 if self._making_progress(interval * 2):
                     sdnotify.notify("WATCHDOG=1")
                 last_ping = time.monotonic()
+
+    def _housekeeping(self) -> None:
+        """Hot-list updates, the hot-list file, and the purge when it is due."""
+        if self.hotlist is not None:
+            while not self._hotlist_inbox.empty():
+                source, payload = self._hotlist_inbox.get_nowait()
+                self.hotlist.apply(source, payload)
+            now = time.monotonic()
+            if now >= self._hotlist_file_due:
+                self._hotlist_file_due = now + HOTLIST_FILE_POLL_S
+                self.hotlist.poll_file()
+        if self.purger is not None:
+            try:
+                self.purger.run_if_due()
+            except EdgeError as exc:
+                log.error("purge failed: %s", exc.message)  # noqa: TRY400 - one clear line
 
     def _report_status(self) -> None:
         """An ``online`` heartbeat every ``mqtt.status_interval_s``, and a fresh one at once
@@ -256,6 +341,8 @@ class Daemon:
             self.publisher.stop(timeout=5.0)
         if self.store is not None:
             self.store.close()
+        if self.audit is not None:
+            self.audit.close()
 
     def _drain(self, publisher: MqttPublisher) -> None:
         grace = self.settings.mqtt.offline_grace_s

@@ -167,7 +167,65 @@ def is_loopback(host: str) -> bool:
 
 class StorageSettings(_Closed):
     dir: Path = Field(Path("/var/lib/alpr-edge"), description="database and plate crops")
-    retention_days: float = Field(30, gt=0, le=3650, description="delete reads older than this")
+    retention_days: float = Field(
+        30,
+        gt=0,
+        le=3650,
+        description="delete reads that matched no hot-list entry, and their crops, older than "
+        "this; fractions allowed (0.0021 = about 3 minutes)",
+    )
+    hit_retention_days: float = Field(
+        365, gt=0, le=3650, description="delete hot-list hits and alerts older than this"
+    )
+    max_db_mb: float | None = Field(
+        None, gt=0, description="cap on the reads database; the oldest reads go first"
+    )
+    purge_interval_s: float = Field(
+        3600, ge=1, le=3600, description="seconds between purges of expired data (hourly at most)"
+    )
+    encrypt: bool = Field(
+        True, description="encrypt plate text, payloads and crops in the database (AES-GCM)"
+    )
+    encryption_key_file: Path | None = Field(
+        None,
+        description="32-byte key, base64; relative names are looked up in "
+        "$CREDENTIALS_DIRECTORY. Default: storage.key in storage.dir, made on first start",
+    )
+
+
+class PrivacySettings(_Closed):
+    keep_images: bool = Field(True, description="keep (and send) the plate crop of each read")
+    hits_only: bool = Field(False, description="keep and send only reads that match the hot list")
+
+
+class HotlistSettings(_Closed):
+    subscribe: bool = Field(
+        True, description="take the hot list from {prefix}/hotlist and {prefix}/{device}/hotlist"
+    )
+    file: Path | None = Field(None, description="a local hot-list file, re-read when it changes")
+    public_key_file: Path | None = Field(
+        None, description="backend's Ed25519 public key (PEM); when set, lists must be signed"
+    )
+    max_entries: int = Field(200_000, ge=1, le=10_000_000)
+    max_bytes: int = Field(32 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    fuzzy_min_score: float = Field(
+        0.1, gt=0, le=1, description="least score of a near (fuzzy) match that alerts"
+    )
+    max_fuzzy_chars: int = Field(
+        2, ge=0, le=3, description="most differing characters in a near match"
+    )
+    early_min_score: float = Field(
+        0.8, gt=0, le=1, description="score a single frame's match needs for an early alert"
+    )
+    early_min_frames: int = Field(
+        2, ge=1, le=30, description="frames of one pass that must match before an early alert"
+    )
+
+
+class AuditSettings(_Closed):
+    retention_days: float = Field(
+        365, gt=0, le=36500, description="delete audit entries older than this"
+    )
 
 
 class CameraSettings(_Closed):
@@ -265,6 +323,9 @@ class Settings(BaseSettings):
     )
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    hotlist: HotlistSettings = Field(default_factory=HotlistSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     motion: MotionSettings = Field(default_factory=MotionSettings)

@@ -10,6 +10,9 @@ At each (re)connect the publisher notes the newest ``seq`` in the store (the *bo
 
 Each lane is in ``seq`` order; between them arrival order is not ``seq`` order, which is
 why every read carries its ``seq`` and receivers detect gaps by number, not by arrival.
+
+Alerts have a lane of their own ahead of both: an alert is published as soon as it is stored
+and a slot is free, before any read.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from enum import Enum
 class Lane(Enum):
     LIVE = "live"
     BACKLOG = "backlog"
+    ALERT = "alert"
+    """Hot-list alerts: sent before any read, live or backlog, whenever a slot is free."""
+    AUDIT = "audit"
+    """Audit log entries: after the reads, a few at a time."""
 
 
 LIVE_RESERVE = 5

@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from edge.config import CameraSettings, Settings
@@ -59,8 +59,12 @@ class FrameProcessor:
         reader: PlateReader,
         settings: Settings,
         timer: StageTimer | None = None,
+        on_observations: Callable[[list[PlateObservation]], None] | None = None,
     ) -> None:
+        """``on_observations`` sees each processed frame's plate reads as they are made,
+        before any pass ends (the hot-list alerter's early path)."""
         self.camera = camera
+        self.on_observations = on_observations
         self.reader = reader
         self.tracker = PlateTracker(camera.id, settings.tracking)
         self.gate = MotionGate(settings.motion, roi=camera.roi) if settings.motion.enabled else None
@@ -79,6 +83,8 @@ class FrameProcessor:
         if moving or self.tracker.open_tracks:
             observations = self._observe(frame, stream_time)
             self.frames_processed += 1
+            if observations and self.on_observations is not None:
+                self.on_observations(observations)
         else:
             observations = []
             self.frames_gated += 1

@@ -15,6 +15,10 @@ transaction per loop: paho holds its own lock while calling ``on_publish``.
 It also owns the device status topic: the daemon offers ``online`` payloads, the publisher
 sends the newest one retained (again after every reconnect), sets ``offline`` as the last
 will, and publishes ``offline`` itself on a clean stop.
+
+Alerts (``edge.alerts``) go out on their own topic ahead of every read, and audit log entries
+(``edge.audit``) after them, each until its PUBACK, signed like reads. The same connection
+subscribes to the hot-list topics and hands each message to ``on_hotlist``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -31,9 +36,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge.alerts import AlertOutbox
+from edge.audit import AuditLog, audit_payload
 from edge.config import MqttSettings
 from edge.errors import BrokerError, ConfigError, EdgeError
-from edge.events import reads_topic, status_topic, wire_payload
+from edge.events import encode_payload, reads_topic, status_topic, wire_payload
+from edge.hotlist import Source
 from edge.lanes import Lane, RateLimiter, lane_window
 from edge.mqtt_link import (
     DEFAULT_WINDOW,
@@ -61,11 +69,21 @@ REJECTED_RETRY_S = 30.0
 CONNECT_TIMEOUT_S = 5.0
 GOODBYE_TIMEOUT_S = 2.0
 """How long a clean stop waits for the PUBACK of the retained ``offline``."""
+AUDIT_IN_FLIGHT = 2
+HotlistHandler = Callable[[Source, bytes], None]
+"""Called with ``"fleet"`` or ``"device"`` and the message, on the publisher thread."""
+
+
+def device_leaf_topic(prefix: str, device_id: str, leaf: str) -> str:
+    """``{prefix}/{device_id}/{leaf}``, checked like the reads topic."""
+    base = reads_topic(prefix, device_id)
+    return f"{base[: -len('reads')]}{leaf}"
 
 
 @dataclass(frozen=True, slots=True)
 class _InFlight:
     event_id: str
+    """The read's event_id, the alert's alert_id, or the audit entry's id."""
     lane: Lane
 
 
@@ -85,12 +103,21 @@ class MqttPublisher:
         device_status: bool = True,
         client_id: str | None = None,
         backlog_rate_per_s: float | None = None,
+        alerts: AlertOutbox | None = None,
+        audit: AuditLog | None = None,
+        on_hotlist: HotlistHandler | None = None,
     ) -> None:
         """``device_status=False`` (``alpr-edge flush``) leaves the status topic and the last
         will alone: only the daemon speaks for the device."""
         try:
             self.topic = reads_topic(settings.topic_prefix, device_id)
             self.status_topic = status_topic(settings.topic_prefix, device_id)
+            self.alerts_topic = device_leaf_topic(settings.topic_prefix, device_id, "alerts")
+            self.audit_topic = device_leaf_topic(settings.topic_prefix, device_id, "audit")
+            self.hotlist_topics: dict[str, Source] = {
+                f"{settings.topic_prefix}/hotlist": "fleet",
+                device_leaf_topic(settings.topic_prefix, device_id, "hotlist"): "device",
+            }
         except ValueError as exc:
             raise ConfigError(f"mqtt: {exc}") from None
         self._broker = Broker.from_settings(settings)
@@ -99,6 +126,10 @@ class MqttPublisher:
         self._include_crop = settings.include_crop
         self._store = store
         self._signer = signer
+        self._alerts = alerts
+        self._audit = audit
+        self._on_hotlist = on_hotlist
+        self._alert_wake = threading.Event()
         self._window = window
         self._backoff = Backoff(reconnect_min_s, reconnect_max_s)
         self._device_status = device_status
@@ -117,7 +148,7 @@ class MqttPublisher:
         self._connections = 0
         # Touched only by the publisher thread (paho callbacks run inside client.loop()).
         self._inflight: dict[int, _InFlight] = {}
-        self._acked: list[str] = []
+        self._acked: list[_InFlight] = []
         self._held: dict[str, float] = {}
         self._boundary = 0
         self._backlog_more = True
@@ -167,6 +198,10 @@ class MqttPublisher:
         """A read was stored: send it now rather than at the next poll."""
         self._wake.set()
 
+    def notify_alert(self) -> None:
+        """An alert was stored: send it before anything else."""
+        self._alert_wake.set()
+
     def offer_status(self, payload: bytes) -> None:
         """The newest ``online`` status; sent retained as soon as connected."""
         self._status_offered = payload
@@ -176,7 +211,9 @@ class MqttPublisher:
         """Wait until the outbox is empty; False if reads are still pending at the timeout."""
         deadline = time.monotonic() + timeout_s
         while True:
-            if not self._store.has_pending():
+            if not self._store.has_pending() and not (
+                self._alerts is not None and self._alerts.has_pending()
+            ):
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -230,6 +267,9 @@ class MqttPublisher:
     def _session(self, link: Link) -> None:
         client = link.client
         client.on_publish = self._on_publish
+        if self._on_hotlist is not None:
+            client.on_message = self._on_message
+            client.subscribe([(topic, QOS) for topic in self.hotlist_topics])
         self._boundary = self._store.last_seq()
         self._backlog_more = True
         self._status_sent = None
@@ -249,8 +289,12 @@ class MqttPublisher:
             if poll:
                 last_poll = now
                 self._backlog_more = True  # a held read may be due again
+            if poll or self._alert_wake.is_set():
+                self._send_alerts(client)
             self._send_status(client)
             self._send_reads(client, now, limiter, live=poll or self._wake.is_set())
+            if poll:
+                self._send_audit(client)
             if link.lost or client.loop(LOOP_TICK_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._commit_acks()
                 return
@@ -265,14 +309,59 @@ class MqttPublisher:
         if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._status_sent = offered
 
+    def _send_alerts(self, client: mqtt.Client) -> None:
+        """Every stored, unacknowledged alert not already in flight, as far as slots allow."""
+        if self._alerts is None:
+            return
+        self._alert_wake.clear()
+        room = self._window - len(self._inflight)
+        if room <= 0:
+            self._alert_wake.set()  # a PUBACK will free a slot: look again next loop
+            return
+        busy = {f.event_id for f in self._inflight.values() if f.lane is Lane.ALERT}
+        for alert in self._alerts.pending(len(busy) + room):
+            if alert.alert_id in busy or alert.alert_id in self._held:
+                continue
+            wire = wire_payload(alert.payload, None, self._signer.sign)
+            info = client.publish(self.alerts_topic, wire, qos=QOS, properties=self._properties)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
+            self._inflight[info.mid] = _InFlight(alert.alert_id, Lane.ALERT)
+            room -= 1
+            if room == 0:
+                self._alert_wake.set()
+                return
+
+    def _send_audit(self, client: mqtt.Client) -> None:
+        if self._audit is None:
+            return
+        busy = {f.event_id for f in self._inflight.values() if f.lane is Lane.AUDIT}
+        room = min(AUDIT_IN_FLIGHT - len(busy), self._window - len(self._inflight))
+        if room <= 0:
+            return
+        for entry in self._audit.pending(len(busy) + room):
+            if str(entry.id) in busy:
+                continue
+            stored = encode_payload(audit_payload(entry, self._device_id))
+            wire = wire_payload(stored, None, self._signer.sign)
+            info = client.publish(self.audit_topic, wire, qos=QOS, properties=self._properties)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
+            self._inflight[info.mid] = _InFlight(str(entry.id), Lane.AUDIT)
+            room -= 1
+            if room == 0:
+                return
+
     def _send_reads(
         self, client: mqtt.Client, now: float, limiter: RateLimiter, *, live: bool
     ) -> None:
         live_in_flight = sum(1 for f in self._inflight.values() if f.lane is Lane.LIVE)
+        backlog_in_flight = sum(1 for f in self._inflight.values() if f.lane is Lane.BACKLOG)
+        others = len(self._inflight) - live_in_flight - backlog_in_flight
         allowed = lane_window(
-            window=self._window,
+            window=self._window - others,
             live_in_flight=live_in_flight,
-            backlog_in_flight=len(self._inflight) - live_in_flight,
+            backlog_in_flight=backlog_in_flight,
             backlog_tokens=limiter.available(now) if self._backlog_more else 0,
         )
         self._held = {eid: t for eid, t in self._held.items() if t > now}
@@ -349,7 +438,15 @@ class MqttPublisher:
         if not self._acked:
             return
         acked, self._acked = self._acked, []
-        self._store.mark_published_many(acked)
+        self._store.mark_published_many(
+            [f.event_id for f in acked if f.lane in (Lane.LIVE, Lane.BACKLOG)]
+        )
+        if self._alerts is not None:
+            self._alerts.mark_published_many([f.event_id for f in acked if f.lane is Lane.ALERT])
+        if self._audit is not None:
+            self._audit.mark_published_many(
+                [int(f.event_id) for f in acked if f.lane is Lane.AUDIT]
+            )
         with self._progress:
             self._progress.notify_all()
 
@@ -368,11 +465,17 @@ class MqttPublisher:
             return
         if reason_code.is_failure:
             log.error(
-                "MQTT broker refused read %s: %s; will offer it again in %.0f s",
+                "MQTT broker refused %s %s: %s; will offer it again in %.0f s",
+                "read" if flight.lane in (Lane.LIVE, Lane.BACKLOG) else flight.lane.value,
                 flight.event_id,
                 reason_code,
                 REJECTED_RETRY_S,
             )
             self._held[flight.event_id] = time.monotonic() + REJECTED_RETRY_S
         else:
-            self._acked.append(flight.event_id)
+            self._acked.append(flight)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+        source = self.hotlist_topics.get(msg.topic)
+        if source is not None and self._on_hotlist is not None:
+            self._on_hotlist(source, bytes(msg.payload))

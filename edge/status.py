@@ -22,9 +22,12 @@ from edge import __version__
 from edge.camera.capture import CaptureStats
 from edge.check import clock_synchronised
 from edge.events import encode_payload, format_time
+from edge.hotlist import HotListStatus
+from edge.retention import PurgeReport
 from edge.store import ReadStore
 
-STATUS_SCHEMA_VERSION = "1.0"
+STATUS_SCHEMA_VERSION = "1.1"
+"""1.1 added ``hotlist``, ``alerts`` and ``retention``."""
 STATUS_SCHEMA_RESOURCE = "schema/status.v1.json"
 THERMAL_DIR = Path("/sys/class/thermal")
 CLOCK_REFRESH_S = 300.0
@@ -71,6 +74,19 @@ class DeviceStatus:
     clock_synchronised: bool | None
     models: ModelVersions
     software_version: str = __version__
+    hotlist: HotListStatus | None = None
+    alerts_depth: int | None = None
+    """Alerts stored and not yet acknowledged; None when alerting is not wired in."""
+    retention: PurgeReport | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Extras:
+    """Optional figures the daemon adds to the status: each a cheap, thread-safe getter."""
+
+    hotlist: Callable[[], HotListStatus] | None = None
+    alerts_depth: Callable[[], int] | None = None
+    retention: Callable[[], PurgeReport | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,38 +99,82 @@ class CameraProbe:
 
 
 def online_payload(status: DeviceStatus) -> bytes:
-    return encode_payload(
-        {
-            "schema_version": STATUS_SCHEMA_VERSION,
-            "state": "online",
-            "device_id": status.device_id,
-            "sent_at": format_time(status.sent_at),
-            "uptime_s": round(status.uptime_s, 1),
-            "interval_s": status.interval_s,
-            "software_version": status.software_version,
-            "cameras": [
-                {
-                    "camera_id": c.camera_id,
-                    "fps_in": round(c.fps_in, 2),
-                    "fps_processed": round(c.fps_processed, 2),
-                    "frames_in": c.frames_in,
-                    "frames_processed": c.frames_processed,
-                    "frames_dropped": c.frames_dropped,
-                }
-                for c in status.cameras
-            ],
-            "outbox": {
-                "depth": status.outbox.depth,
-                "oldest_unsent_age_s": None
-                if status.outbox.oldest_unsent_age_s is None
-                else round(status.outbox.oldest_unsent_age_s, 1),
-            },
-            "disk_free_bytes": status.disk_free_bytes,
-            "cpu_temperature_c": status.cpu_temperature_c,
-            "clock_synchronised": status.clock_synchronised,
-            "models": {"detector": status.models.detector, "recognizer": status.models.recognizer},
-        }
-    )
+    payload = _base_payload(status)
+    if status.hotlist is not None:
+        payload["hotlist"] = _hotlist(status.hotlist)
+    if status.alerts_depth is not None:
+        payload["alerts"] = {"depth": status.alerts_depth}
+    if status.retention is not None:
+        payload["retention"] = _retention(status.retention)
+    return encode_payload(payload)
+
+
+def _hotlist(status: HotListStatus) -> dict[str, Any]:
+    rejection = status.last_rejection
+    return {
+        "entries": status.entries,
+        "sources": [
+            {
+                "source": s.source,
+                "version": s.version,
+                "entries": s.entries,
+                "sha256": s.sha256,
+                "signed": s.signed,
+            }
+            for s in status.sources
+        ],
+        "last_rejection": None
+        if rejection is None
+        else {
+            "source": rejection.source,
+            "reason": rejection.reason,
+            "at": format_time(rejection.at),
+        },
+    }
+
+
+def _retention(report: PurgeReport) -> dict[str, Any]:
+    return {
+        "last_purge_at": format_time(report.at),
+        "db_bytes": report.db_bytes,
+        "receipts": [
+            {"kind": r.kind, "deleted": r.deleted, "oldest": r.oldest, "newest": r.newest}
+            for r in report.receipts
+        ],
+    }
+
+
+def _base_payload(status: DeviceStatus) -> dict[str, Any]:
+    return {
+        "schema_version": STATUS_SCHEMA_VERSION,
+        "state": "online",
+        "device_id": status.device_id,
+        "sent_at": format_time(status.sent_at),
+        "uptime_s": round(status.uptime_s, 1),
+        "interval_s": status.interval_s,
+        "software_version": status.software_version,
+        "cameras": [
+            {
+                "camera_id": c.camera_id,
+                "fps_in": round(c.fps_in, 2),
+                "fps_processed": round(c.fps_processed, 2),
+                "frames_in": c.frames_in,
+                "frames_processed": c.frames_processed,
+                "frames_dropped": c.frames_dropped,
+            }
+            for c in status.cameras
+        ],
+        "outbox": {
+            "depth": status.outbox.depth,
+            "oldest_unsent_age_s": None
+            if status.outbox.oldest_unsent_age_s is None
+            else round(status.outbox.oldest_unsent_age_s, 1),
+        },
+        "disk_free_bytes": status.disk_free_bytes,
+        "cpu_temperature_c": status.cpu_temperature_c,
+        "clock_synchronised": status.clock_synchronised,
+        "models": {"detector": status.models.detector, "recognizer": status.models.recognizer},
+    }
 
 
 def offline_payload(
@@ -173,7 +233,9 @@ class StatusCollector:
         models: ModelVersions,
         thermal_dir: Path = THERMAL_DIR,
         clock: Callable[[], bool | None] = clock_synchronised,
+        extras: Extras | None = None,
     ) -> None:
+        self._extras = extras or Extras()
         self._device_id = device_id
         self._interval_s = interval_s
         self._store = store
@@ -203,6 +265,9 @@ class StatusCollector:
             cpu_temperature_c=cpu_temperature_c(self._thermal_dir),
             clock_synchronised=self._clock_state(now),
             models=self._models,
+            hotlist=None if self._extras.hotlist is None else self._extras.hotlist(),
+            alerts_depth=None if self._extras.alerts_depth is None else self._extras.alerts_depth(),
+            retention=None if self._extras.retention is None else self._extras.retention(),
         )
 
     def _camera(self, probe: CameraProbe, now: float) -> CameraStatus:

@@ -21,6 +21,12 @@ Choices, and why:
   so the file levels off at about ``retention_days`` worth of reads.
 * **``seq`` from a counter row**, bumped in the insert's transaction: ``MAX(seq) + 1``
   would start again at 1 after a purge emptied the table.
+* **Deleted means gone from the file.** ``secure_delete`` overwrites deleted content,
+  ``auto_vacuum=INCREMENTAL`` (set before the first table; an older database is converted
+  once with ``VACUUM``) lets ``edge.retention`` hand freed pages back, and a checkpoint
+  empties the WAL. With a ``StorageCipher`` the plate text, payload and crop of each read are
+  sealed (``edge.atrest``); ``plate_index`` lets an exact search find a plate without them.
+* **``hit``** marks reads that matched the hot list: they have their own retention.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,24 +44,27 @@ from typing import Any
 import sqlite_utils
 import sqlite_utils.db
 
+from edge.atrest import SealError, StorageCipher
 from edge.errors import EX_IOERR, EdgeError
 from edge.events import ReadEvent, encode_payload, format_time, to_payload
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-"""``PRAGMA user_version`` of the database layout this code writes."""
+SCHEMA_VERSION = 2
+"""``PRAGMA user_version`` of the database layout this code writes. 2 added ``reads.hit``,
+``reads.plate_index`` and the ``alerts`` table."""
 BUSY_TIMEOUT_MS = 5000
+AUTO_VACUUM_INCREMENTAL = 2
 
 
 _PENDING = (
-    "SELECT seq, event_id, camera_id, captured_at, plate_text, payload, created_at, "
+    "SELECT seq, event_id, camera_id, captured_at, plate_text, payload, created_at, hit, "
     "NULL AS crop FROM reads WHERE published_at IS NULL AND seq BETWEEN ? AND ? "
     "ORDER BY seq LIMIT ?"
 )
 _PENDING_WITH_CROPS = (
     "SELECT reads.seq, reads.event_id, reads.camera_id, reads.captured_at, reads.plate_text, "
-    "reads.payload, reads.created_at, crops.jpeg AS crop "
+    "reads.payload, reads.created_at, reads.hit, crops.jpeg AS crop "
     "FROM reads LEFT JOIN crops ON crops.event_id = reads.event_id "
     "WHERE reads.published_at IS NULL AND reads.seq BETWEEN ? AND ? ORDER BY reads.seq LIMIT ?"
 )
@@ -80,11 +89,13 @@ class StoredRead:
     created_at: str
     crop_jpeg: bytes | None = field(default=None, repr=False)
     """Only filled by ``pending(with_crops=True)``."""
+    hit: bool = False
 
 
 class ReadStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, cipher: StorageCipher | None = None) -> None:
         self.path = path
+        self.cipher = cipher
         self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,9 +126,17 @@ class ReadStore:
                 f"read database {self.path}: layout version {version} was written by a newer "
                 f"alpr-edge (this one knows {SCHEMA_VERSION})"
             )
+        fresh = not db.table_names()
+        if fresh:
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only takes before the first table
         db.enable_wal()
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA secure_delete=ON")
+        if not fresh and db.execute("PRAGMA auto_vacuum").fetchone()[0] != AUTO_VACUUM_INCREMENTAL:
+            log.info("read database %s: converting to incremental vacuum (once)", self.path)
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            db.execute("VACUUM")
         with db.atomic():
             db.table("counters").create(
                 {"name": str, "value": int},
@@ -135,8 +154,11 @@ class ReadStore:
                     "payload": str,
                     "published_at": str,
                     "created_at": str,
+                    "hit": int,
+                    "plate_index": str,
                 },
                 pk="event_id",
+                defaults={"hit": 0},
                 not_null={
                     "event_id",
                     "seq",
@@ -145,6 +167,7 @@ class ReadStore:
                     "plate_text",
                     "payload",
                     "created_at",
+                    "hit",
                 },
                 if_not_exists=True,
             )
@@ -159,6 +182,24 @@ class ReadStore:
                 ],
                 if_not_exists=True,
             )
+            columns = db.table("reads").columns_dict
+            if "hit" not in columns:  # layout 1
+                db.execute("ALTER TABLE reads ADD COLUMN hit INTEGER NOT NULL DEFAULT 0")
+                db.execute("ALTER TABLE reads ADD COLUMN plate_index TEXT")
+            db.table("alerts").create(
+                {
+                    "alert_id": str,
+                    "seq": int,
+                    "camera_id": str,
+                    "raised_at": str,
+                    "read_event_id": str,
+                    "payload": str,
+                    "published_at": str,
+                },
+                pk="alert_id",
+                not_null={"alert_id", "seq", "camera_id", "raised_at", "payload"},
+                if_not_exists=True,
+            )
             db.table("reads").create_index(["seq"], unique=True, if_not_exists=True)
             db.table("reads").create_index(["captured_at"], if_not_exists=True)
             # The outbox query reads only unpublished rows in seq order; a partial index
@@ -166,8 +207,22 @@ class ReadStore:
             db.execute(
                 "CREATE INDEX IF NOT EXISTS reads_pending ON reads(seq) WHERE published_at IS NULL"
             )
+            db.execute(
+                "CREATE INDEX IF NOT EXISTS alerts_pending ON alerts(seq) "
+                "WHERE published_at IS NULL"
+            )
+            db.table("alerts").create_index(["raised_at"], if_not_exists=True)
+            db.table("reads").create_index(["plate_index"], if_not_exists=True)
             db.execute("INSERT OR IGNORE INTO counters (name, value) VALUES ('seq', 0)")
+            db.execute("INSERT OR IGNORE INTO counters (name, value) VALUES ('alert_seq', 0)")
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def session(self, action: str) -> Iterator[sqlite_utils.Database]:
+        """The connection, under the store's lock, for the modules that keep their own tables
+        in this database (``edge.alerts``, ``edge.retention``); errors become StorageError."""
+        with self._locked(action) as db:
+            yield db
 
     @contextmanager
     def _locked(self, action: str) -> Iterator[sqlite_utils.Database]:
@@ -177,9 +232,11 @@ class ReadStore:
             except sqlite3.Error as exc:
                 raise StorageError(f"read database {self.path}: cannot {action}: {exc}") from exc
 
-    def add(self, event: ReadEvent, crop_jpeg: bytes) -> int:
-        """Store a read and its crop; returns its ``seq``. Committed (and synced) on return."""
+    def add(self, event: ReadEvent, crop_jpeg: bytes, *, hit: bool = False) -> int:
+        """Store a read and its crop; returns its ``seq``. Committed (and synced) on return.
+        ``hit``: it matched the hot list (kept for ``storage.hit_retention_days``)."""
         created = format_time(datetime.now(UTC))
+        seal = self._sealer(event.event_id)
         with self._locked("store a read") as db, db.atomic():
             db.execute("UPDATE counters SET value = value + 1 WHERE name = 'seq'")
             seq = int(db.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()[0])
@@ -190,15 +247,50 @@ class ReadStore:
                     "seq": seq,
                     "camera_id": event.camera_id,
                     "captured_at": format_time(event.captured_at),
-                    "plate_text": event.plate.text,
-                    "payload": payload,
+                    "plate_text": seal("plate_text", event.plate.text),
+                    "payload": seal("payload", payload),
                     "published_at": None,
                     "created_at": created,
+                    "hit": int(hit),
+                    "plate_index": self.plate_index(event.plate.text),
                 }
             )
             if crop_jpeg:
-                db.table("crops").insert({"event_id": event.event_id, "jpeg": crop_jpeg})
+                jpeg = crop_jpeg
+                if self.cipher is not None:
+                    jpeg = self.cipher.seal_bytes(crop_jpeg, f"crops/{event.event_id}")
+                db.table("crops").insert({"event_id": event.event_id, "jpeg": jpeg})
         return seq
+
+    def plate_index(self, plate: str) -> str | None:
+        """What ``plate_index`` holds for this text: the blind index, or None unencrypted."""
+        return None if self.cipher is None else self.cipher.blind_index(plate)
+
+    def _sealer(self, row_id: str) -> Callable[[str, str], str]:
+        cipher = self.cipher
+
+        def seal(column: str, value: str) -> str:
+            return value if cipher is None else cipher.seal_text(value, f"reads/{row_id}/{column}")
+
+        return seal
+
+    def open_row(self, row: dict[str, Any]) -> StoredRead | None:
+        """A ``reads`` row (optionally with ``crop``) decrypted; None when it does not open
+        with this key (sealed under a destroyed key: erased)."""
+        cipher = self.cipher
+        if cipher is None:
+            return _stored(row)
+        eid = str(row["event_id"])
+        try:
+            opened = dict(row)
+            opened["plate_text"] = cipher.open_text(row["plate_text"], f"reads/{eid}/plate_text")
+            opened["payload"] = cipher.open_text(row["payload"], f"reads/{eid}/payload")
+            if row.get("crop") is not None:
+                opened["crop"] = cipher.open_bytes(bytes(row["crop"]), f"crops/{eid}")
+        except SealError as exc:
+            log.error("read %s cannot be decrypted (%s); it is treated as erased", eid, exc)  # noqa: TRY400
+            return None
+        return _stored(opened)
 
     def pending(
         self,
@@ -213,7 +305,12 @@ class ReadStore:
         upper = _MAX_SEQ if seq_to is None else seq_to
         with self._locked("read the outbox") as db:
             rows = list(db.query(sql, [seq_from, upper, limit]))
-        return [_stored(row) for row in rows]
+        opened = [self.open_row(row) for row in rows]
+        unreadable = [str(r["event_id"]) for r, o in zip(rows, opened, strict=True) if o is None]
+        if unreadable:
+            # Sealed under a key that is gone: they can never be sent; drop them from the outbox.
+            self.mark_published_many(unreadable)
+        return [o for o in opened if o is not None]
 
     def last_seq(self) -> int:
         """The ``seq`` of the newest read stored so far (0 before the first)."""
@@ -268,7 +365,11 @@ class ReadStore:
     def crop(self, event_id: str) -> bytes | None:
         with self._locked("read a crop") as db:
             row = db.execute("SELECT jpeg FROM crops WHERE event_id = ?", [event_id]).fetchone()
-        return None if row is None else bytes(row[0])
+        if row is None:
+            return None
+        if self.cipher is None:
+            return bytes(row[0])
+        return self.cipher.open_bytes(bytes(row[0]), f"crops/{event_id}")
 
     def purge_older_than(self, cutoff: datetime) -> int:
         """Delete reads captured before ``cutoff`` with their crops; returns how many.
@@ -301,5 +402,6 @@ def _stored(row: dict[str, Any]) -> StoredRead:
         plate_text=row["plate_text"],
         payload=str(row["payload"]).encode("utf-8"),
         created_at=row["created_at"],
-        crop_jpeg=None if row["crop"] is None else bytes(row["crop"]),
+        crop_jpeg=None if row.get("crop") is None else bytes(row["crop"]),
+        hit=bool(row.get("hit") or 0),
     )
