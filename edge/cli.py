@@ -142,6 +142,134 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reads_search(args: argparse.Namespace) -> int:
+    from edge.config import load_settings
+    from edge.lookup import parse_time, search_reads
+
+    settings = load_settings(args.config)
+    _setup_logging("warning")
+    result = search_reads(
+        settings,
+        plate=args.plate,
+        reason=args.reason,
+        user=args.user,
+        since=None if args.since is None else parse_time(args.since, "--since"),
+        until=None if args.until is None else parse_time(args.until, "--until"),
+    )
+    for read in result.reads:
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "seq": read.seq,
+                        "event_id": read.event_id,
+                        "camera_id": read.camera_id,
+                        "captured_at": read.captured_at,
+                        "plate": read.plate,
+                        "confidence": read.confidence,
+                        "hit": read.hit,
+                    },
+                    sort_keys=True,
+                )
+            )
+        else:
+            hit = " hit" if read.hit else ""
+            print(
+                f"{read.captured_at} {read.camera_id} {read.plate} "
+                f"({read.confidence:.2f}) seq={read.seq}{hit}"
+            )
+    print(f"{len(result.reads)} read(s); logged as audit entry {result.audit.id}", file=sys.stderr)
+    return 0
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    from edge.audit import AuditLog
+    from edge.config import load_settings
+    from edge.errors import EX_DATAERR
+
+    settings = load_settings(args.config)
+    _setup_logging("warning")
+    audit = AuditLog(settings.storage.dir / "audit.db")
+    try:
+        result = audit.verify()
+    finally:
+        audit.close()
+    if result.ok:
+        print(f"audit log: {result.entries} entries, chain intact")
+        return 0
+    print(f"audit log: chain broken at entry {result.broken_at}: {result.reason}", file=sys.stderr)
+    return EX_DATAERR
+
+
+def _cmd_audit_list(args: argparse.Namespace) -> int:
+    from edge.atrest import load_cipher
+    from edge.audit import AuditLog
+    from edge.config import load_settings
+
+    settings = load_settings(args.config)
+    _setup_logging("warning")
+    audit = AuditLog(settings.storage.dir / "audit.db", load_cipher(settings))
+    try:
+        for entry in audit.entries(limit=args.limit):
+            query = audit.open_query(entry)
+            if args.json:
+                print(json.dumps({**entry.content(), "query": query, "hash": entry.hash}))
+            else:
+                print(
+                    f"{entry.id} {entry.at} user={entry.user} ({entry.os_user}) "
+                    f"{entry.action} {json.dumps(query, sort_keys=True)} "
+                    f"results={entry.results} reason={entry.reason!r}"
+                )
+    finally:
+        audit.close()
+    return 0
+
+
+def _add_reads_and_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    reads = sub.add_parser(
+        "reads",
+        help="look up stored reads (audited)",
+        description="Look up reads stored on this device. Every look-up is logged in the "
+        "audit log, with who asked and why, before any result is shown.",
+    )
+    reads_sub = reads.add_subparsers(dest="reads_command", required=True, metavar="ACTION")
+    search = reads_sub.add_parser(
+        "search",
+        help="find reads of a plate",
+        description="Find stored reads of a plate: exact, or a pattern with ? (one "
+        "character) and * (any run), at least four letters or digits. Requires --reason "
+        "and --user; the look-up is appended to the audit log first.",
+    )
+    search.add_argument("--config", type=Path, required=True, help="TOML config file")
+    search.add_argument("--plate", required=True, help="plate or pattern, e.g. ABC1234, AB?12*")
+    search.add_argument("--since", help="from this time (RFC 3339 or a date; UTC if no zone)")
+    search.add_argument("--until", help="up to this time")
+    search.add_argument("--reason", required=True, help='why, e.g. "case 24-1234"')
+    search.add_argument("--user", required=True, help="who is asking")
+    search.add_argument("--json", action="store_true", help="one JSON object per read")
+    search.set_defaults(handler=_cmd_reads_search)
+
+    audit = sub.add_parser(
+        "audit",
+        help="list or verify the audit log of local look-ups",
+        description="The hash-chained audit log of local look-ups of stored reads.",
+    )
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    verify = audit_sub.add_parser(
+        "verify",
+        help="check the hash chain",
+        description="Check every entry's hash and its link to the entry before it; exit 0 "
+        "when intact, 65 with the first broken entry otherwise.",
+    )
+    verify.add_argument("--config", type=Path, required=True, help="TOML config file")
+    verify.set_defaults(handler=_cmd_audit_verify)
+    listing = audit_sub.add_parser("list", help="show the entries", description="Show entries.")
+    listing.add_argument("--config", type=Path, required=True, help="TOML config file")
+    listing.add_argument("--limit", type=int, default=None, help="only the newest N")
+    listing.add_argument("--json", action="store_true", help="one JSON object per entry")
+    listing.set_defaults(handler=_cmd_audit_list)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alpr-edge",
@@ -243,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     snapshot.set_defaults(handler=_cmd_snapshot)
     add_provision_commands(sub)
+    _add_reads_and_audit(sub)
     return parser
 
 
