@@ -33,6 +33,9 @@ KIND = "plate-detector"
 SIZE_MULTIPLE = 32
 """The net downsamples five times; other input sizes would misalign its feature maps."""
 NMS_IOU = 0.5
+DOWNSCALE_INTERPOLATION = cv2.INTER_LINEAR
+"""Bilinear, not area averaging: INTER_AREA costs ~15 ms a 1080p frame at non-integer ratios
+and gave the same recall on all three evaluation sets (training scenes are scaled bilinearly)."""
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -64,8 +67,8 @@ class PlateDetector:
         norm = self.manifest["normalize"]
         # Fold scale, mean and std into one multiply-add per pixel.
         std = np.asarray(norm["std"], np.float32)
-        self._mul = (np.float32(norm["scale"]) / std).reshape(1, 1, 3)
-        self._add = (-np.asarray(norm["mean"], np.float32) / std).reshape(1, 1, 3)
+        self._mul = [float(v) for v in np.float32(norm["scale"]) / std]
+        self._add = [float(v) for v in -np.asarray(norm["mean"], np.float32) / std]
         self._rgb = self.manifest["color"] == "rgb"
         self._session = create_session(self.model_path, providers=providers, threads=threads)
         self._input_name, self._output_names = self._check_graph()
@@ -157,19 +160,26 @@ class PlateDetector:
         h, w = image.shape[:2]
         scale = self.input_size / max(h, w)
         nw, nh = max(round(w * scale), 1), max(round(h * scale), 1)
-        interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-        resized = cv2.resize(image, (nw, nh), interpolation=interp) if (nw, nh) != (w, h) else image
+        resized = image
+        if (nw, nh) != (w, h):
+            scaled = cv2.resize(image, (nw, nh), interpolation=DOWNSCALE_INTERPOLATION)
+            resized = np.asarray(scaled, dtype=np.uint8)
         ph = -(-nh // SIZE_MULTIPLE) * SIZE_MULTIPLE
         pw = -(-nw // SIZE_MULTIPLE) * SIZE_MULTIPLE
-        canvas = np.zeros((ph, pw, 3), np.float32)
-        pixels = resized[:, :, ::-1] if self._rgb else resized
-        canvas[:nh, :nw] = pixels * self._mul + self._add
-        # Padding is what a black image normalises to, as the model saw around scene edges.
-        if ph > nh:
-            canvas[nh:] = self._add
-        if pw > nw:
-            canvas[:nh, nw:] = self._add
-        blob = np.ascontiguousarray(canvas.transpose(2, 0, 1)[None])
+        blob = np.empty((1, 3, ph, pw), np.float32)
+        channels = cv2.split(resized)
+        if self._rgb:
+            channels = channels[::-1]
+        # Channel by channel straight into the NCHW blob: a broadcast over HWC and a transpose
+        # cost 20+ ms a 1080p frame on a small CPU; this costs about 1 ms.
+        for c, plane in enumerate(channels):
+            dst = blob[0, c]
+            # Padding is what a black pixel normalises to, as the model saw around scenes.
+            dst[nh:] = self._add[c]
+            dst[:nh, nw:] = self._add[c]
+            np.multiply(plane, self._mul[c], out=dst[:nh, :nw], casting="unsafe")
+            if self._add[c]:
+                dst[:nh, :nw] += self._add[c]
         return blob, nw / w, nh / h
 
     def detect(self, image: ImageArray) -> list[Detection]:
