@@ -14,6 +14,10 @@
 #   --no-systemctl                 do not talk to a running systemd; the unit is enabled offline
 #                                  with `systemctl --root` (also when systemd is not PID 1)
 #   --skip-venv                    do not create the venv or pip install (tests only)
+#   --firstboot                    image builds: install and enable alpr-edge-firstboot.service,
+#                                  which provisions the device from the bundle on its boot
+#                                  partition and then enables alpr-edge.service (which this
+#                                  leaves disabled); see docs/deploying.md
 #
 # What goes where:
 #   /opt/alpr-edge/venv            the package (non-editable) in a venv; system site packages on
@@ -24,6 +28,7 @@
 #   /etc/alpr-edge/credentials/    files handed to the service by LoadCredential=
 #   /var/lib/alpr-edge             reads database, device key, known-good models (StateDirectory)
 #   /etc/systemd/system/alpr-edge.service (+ alpr-edge.service.d/jetson.conf on a Jetson)
+#   /opt/alpr-edge/config.example.toml     the template `alpr-edge provision` fills
 #   /usr/lib/sysusers.d/alpr-edge.conf     the alpr-edge user, in groups video and render
 set -euo pipefail
 
@@ -35,9 +40,11 @@ ACTION=install
 PURGE=0
 USE_SYSTEMCTL=1
 SKIP_VENV=0
+FIRSTBOOT=0
 
 NAME=alpr-edge
 UNIT=alpr-edge.service
+FIRSTBOOT_UNIT=alpr-edge-firstboot.service
 
 die() { echo "install.sh: error: $*" >&2; exit 1; }
 say() { echo "install.sh: $*"; }
@@ -51,6 +58,7 @@ while [[ $# -gt 0 ]]; do
         --purge) PURGE=1; shift ;;
         --no-systemctl) USE_SYSTEMCTL=0; shift ;;
         --skip-venv) SKIP_VENV=1; shift ;;
+        --firstboot) FIRSTBOOT=1; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
@@ -103,11 +111,11 @@ systemctl_offline() {
     if command -v systemctl >/dev/null; then
         systemctl --root="${ROOT}" --quiet "$@"
     else  # what `systemctl enable/disable` does for WantedBy=multi-user.target
-        local wants="$UNIT_DIR/multi-user.target.wants"
+        local wants="$UNIT_DIR/multi-user.target.wants" unit="${2:-$UNIT}"
         if [[ "$1" == enable ]]; then
-            mkdir -p "$wants" && ln -sfn "/etc/systemd/system/$UNIT" "$wants/$UNIT"
+            mkdir -p "$wants" && ln -sfn "/etc/systemd/system/$unit" "$wants/$unit"
         else
-            rm -f "$wants/$UNIT"
+            rm -f "$wants/$unit"
         fi
     fi
 }
@@ -199,12 +207,26 @@ do_install() {
         install -m 0600 -o 0 -g 0 /dev/null "$ETC/credentials/mqtt-password"
     fi
 
+    put "$SRC/config.example.toml" "$OPT/config.example.toml" 0644  # for `alpr-edge provision`
+
     # 5. The unit (and the Jetson drop-in), enabled.
     put "$SRC/systemd/$UNIT" "$UNIT_DIR/$UNIT" 0644
     if [[ $PLATFORM == jetson ]]; then
         put "$SRC/systemd/jetson.conf" "$UNIT_DIR/$UNIT.d/jetson.conf" 0644
     elif [[ -e "$UNIT_DIR/$UNIT.d/jetson.conf" ]]; then
         rm -f "$UNIT_DIR/$UNIT.d/jetson.conf"; rmdir --ignore-fail-on-non-empty "$UNIT_DIR/$UNIT.d"
+    fi
+    if [[ $FIRSTBOOT -eq 1 ]]; then
+        # The first-boot unit enables alpr-edge.service once the device has its identity.
+        put "$SRC/systemd/$FIRSTBOOT_UNIT" "$UNIT_DIR/$FIRSTBOOT_UNIT" 0644
+        if [[ $USE_SYSTEMCTL -eq 1 ]]; then
+            systemctl daemon-reload
+            systemctl enable --quiet "$FIRSTBOOT_UNIT"
+        else
+            systemctl_offline enable "$FIRSTBOOT_UNIT"
+        fi
+        say "done; at boot $FIRSTBOOT_UNIT provisions the device from /boot/firmware/alpr-edge"
+        return
     fi
     if [[ $USE_SYSTEMCTL -eq 1 ]]; then
         systemctl daemon-reload
@@ -222,7 +244,14 @@ do_uninstall() {
     elif [[ -e "$UNIT_DIR/$UNIT" ]]; then
         systemctl_offline disable "$UNIT" || true
     fi
-    rm -f "$UNIT_DIR/$UNIT"
+    if [[ -e "$UNIT_DIR/$FIRSTBOOT_UNIT" ]]; then
+        if [[ $USE_SYSTEMCTL -eq 1 ]]; then
+            systemctl disable --quiet "$FIRSTBOOT_UNIT" 2>/dev/null || true
+        else
+            systemctl_offline disable "$FIRSTBOOT_UNIT" || true
+        fi
+    fi
+    rm -f "$UNIT_DIR/$UNIT" "$UNIT_DIR/$FIRSTBOOT_UNIT"
     rm -rf "$UNIT_DIR/$UNIT.d"
     rm -rf "$OPT"
     [[ $USE_SYSTEMCTL -eq 1 ]] && systemctl daemon-reload
