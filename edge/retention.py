@@ -17,6 +17,7 @@ time range they covered, reported in the device status.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -139,12 +140,15 @@ class Purger:
     def _enforce_cap(self, cap_bytes: int) -> PurgeReceipt:
         deleted, oldest, newest = 0, None, None
         for hit in (0, 1):
-            while self._used_bytes() > cap_bytes:
+            while (used := self._used_bytes()) > cap_bytes:
                 with self._store.session("enforce the disk cap") as db, db.atomic():
+                    total = db.execute("SELECT COUNT(*) FROM reads").fetchone()[0]
+                    # In proportion to the excess, so the cap is not overshot by a whole batch.
+                    batch = max(1, min(CAP_BATCH, math.ceil(total * (used - cap_bytes) / used)))
                     rows = db.execute(
                         "SELECT event_id, captured_at FROM reads WHERE hit = ? "
                         "ORDER BY captured_at, seq LIMIT ?",
-                        [hit, CAP_BATCH],
+                        [hit, batch],
                     ).fetchall()
                     if not rows:
                         break
@@ -167,7 +171,8 @@ class Purger:
 
     def _reclaim(self) -> bool:
         with self._store.session("reclaim free pages") as db:
-            db.execute("PRAGMA incremental_vacuum").fetchall()
+            # executescript steps the pragma to the end; execute() would free one page.
+            db.conn.executescript("PRAGMA incremental_vacuum;")
             busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
         return not busy
 
