@@ -170,7 +170,8 @@ def test_one_alert_per_pass_per_entry(rig: Rig, mosquitto: Mosquitto) -> None:
 
 def test_fuzzy_pass_alert_says_which_character_differs(rig: Rig, mosquitto: Mosquitto) -> None:
     alerts = mosquitto.subscribe("alpr/pole-17/alerts")
-    chars = tuple(CharSlot(c, 0.99) for c in "XY99Z2Z")[:5] + (
+    chars = (
+        *(CharSlot(c, 0.99) for c in "XY99Z"),
         CharSlot("2", 0.55, (CharCandidate("Z", 0.4),)),
         CharSlot("Z", 0.99),
     )
