@@ -97,7 +97,8 @@ def _cmd_provision(args: argparse.Namespace) -> int:
         return _install_cert(args)
     if args.batch is not None:
         if single:
-            raise UsageError(f"--batch takes per-device values from the CSV, not --{single[0]}")
+            flag = single[0].replace("_", "-")
+            raise UsageError(f"--batch takes per-device values from the CSV, not --{flag}")
         return _batch(args)
     return _single(args)
 
