@@ -263,10 +263,14 @@ class Alerter:
                 key = (camera.id, hit.entry.pattern)
                 with self._lock:
                     track = self._early.get(key)
-                    if track is None or obs.monotonic - track.last_stream_time > timeout:
+                    gap = None if track is None else obs.monotonic - track.last_stream_time
+                    # An alerted plate stays alerted while it keeps being matched (a pass can
+                    # have unreadable stretches); frames toward an alert must be close.
+                    limit = EARLY_LINK_SLACK_S if track is not None and track.alerted else timeout
+                    if track is None or gap is None or gap > limit:
                         track = _EarlyTrack(0, obs.monotonic, obs.captured_at)
                         self._early[key] = track
-                    if obs.monotonic != track.last_stream_time or track.frames == 0:
+                    if gap != 0 or track.frames == 0:
                         track.frames += 1
                     track.last_stream_time = obs.monotonic
                     track.last_seen = obs.captured_at
