@@ -13,6 +13,8 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
+from edge.alerts import AlertOutbox
+from edge.atrest import load_cipher
 from edge.config import Settings
 from edge.errors import BrokerError
 from edge.publisher import MqttPublisher, connect_check
@@ -27,12 +29,13 @@ CONNECT_TIMEOUT_S = 10.0
 def flush_outbox(settings: Settings, *, out: TextIO, stall_s: float = STALL_S) -> int:
     mqtt = settings.mqtt
     client_id = f"{mqtt.client_id or settings.device_id}-flush"
-    store = ReadStore(settings.storage.dir / "reads.db")
+    store = ReadStore(settings.storage.dir / "reads.db", load_cipher(settings))
+    alerts = AlertOutbox(store)
     try:
         signer = load_signer(settings)
         connect_check(mqtt, timeout_s=CONNECT_TIMEOUT_S, client_id=client_id)
         pending = store.pending_count()
-        if pending == 0:
+        if pending == 0 and not alerts.has_pending():
             print("outbox empty: nothing to publish", file=out)
             return 0
         publisher = MqttPublisher(
@@ -45,6 +48,7 @@ def flush_outbox(settings: Settings, *, out: TextIO, stall_s: float = STALL_S) -
             backlog_rate_per_s=0,
             reconnect_min_s=0.5,
             reconnect_max_s=5.0,
+            alerts=alerts,
         )
         publisher.start()
         try:
