@@ -209,7 +209,7 @@ class HotlistSettings(_Closed):
     max_entries: int = Field(200_000, ge=1, le=10_000_000)
     max_bytes: int = Field(32 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     fuzzy_min_score: float = Field(
-        0.1, gt=0, le=1, description="least score of a near (fuzzy) match that alerts"
+        0.2, gt=0, le=1, description="least score of a near (fuzzy) match that alerts"
     )
     max_fuzzy_chars: int = Field(
         2, ge=0, le=3, description="most differing characters in a near match"
@@ -288,6 +288,48 @@ class ModelSettings(_Closed):
         multiple_of=32,
         description="long side of the frame as the detector sees it; default: the model's",
     )
+    vehicle_type: Path = Field(
+        DEFAULT_MODELS_DIR / "vehicle-type.onnx",
+        description="vehicle type classifier; when the file is missing vehicle.type stays null",
+    )
+    vehicle_colour: Path = Field(
+        DEFAULT_MODELS_DIR / "vehicle-colour.onnx",
+        description="vehicle colour classifier; when the file is missing vehicle.color stays null",
+    )
+    plate_region: Path = Field(
+        DEFAULT_MODELS_DIR / "plate-region.onnx",
+        description="plate state/country classifier; when missing plate.region stays null",
+    )
+    make_model: Path | None = Field(
+        None, description="optional make/model classifier (ONNX + manifest); off when unset"
+    )
+    make_model_labels: Path | None = Field(
+        None, description="the make/model classifier's labels, one 'Make|Model' per line"
+    )
+    vehicle_type_threshold: float = Field(
+        0.5, ge=0, le=1, description="voted confidence below which vehicle.type is null"
+    )
+    vehicle_colour_threshold: float = Field(
+        0.5, ge=0, le=1, description="voted confidence below which vehicle.color is null"
+    )
+    plate_region_threshold: float = Field(
+        0.5, ge=0, le=1, description="voted confidence below which plate.region is null"
+    )
+    make_model_threshold: float = Field(
+        0.5, ge=0, le=1, description="voted confidence below which make and model are null"
+    )
+    attributes_every: int = Field(
+        2,
+        ge=1,
+        le=100,
+        description="run the attribute classifiers on every Nth processed frame with plates",
+    )
+
+    @model_validator(mode="after")
+    def _make_model_with_labels(self) -> Self:
+        if (self.make_model is None) != (self.make_model_labels is None):
+            raise ValueError("make_model and make_model_labels must be given together")
+        return self
 
 
 class TrackingSettings(_Closed):

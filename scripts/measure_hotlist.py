@@ -36,7 +36,7 @@ from edge.alerts import Alerter, AlertOutbox
 from edge.config import CameraSettings, Settings
 from edge.events import build_read_event, to_payload
 from edge.hotlist import HotListKeeper, canonical_json
-from edge.matching import CONFUSABLE_GROUPS, pattern_regex
+from edge.matching import CONFUSABLE_GROUPS, MIN_LITERALS, pattern_regex
 from edge.store import ReadStore
 from edge.types import (
     CharCandidate,
@@ -86,7 +86,7 @@ def _other_variant(plate: str, rng: random.Random) -> str:
 def build_hotlist(truths: list[str], unrelated: int, seed: int) -> dict[str, str]:
     """Hot-list pattern -> category."""
     rng = random.Random(seed)
-    distinct = sorted(set(truths) - {""})
+    distinct = sorted(t for t in set(truths) if len(t) >= MIN_LITERALS)
     listed = distinct[: (len(distinct) + 1) // 2]
     entries: dict[str, str] = {p: "true_plate" for p in listed}
     for plate in distinct:
@@ -261,6 +261,7 @@ def measure(
         listed = {p for p, c in entries.items() if c == "true_plate"}
         wildcard = {p for p, c in entries.items() if c == "true_wildcard"}
         early_frames: list[int] = []
+        false_alerts: list[dict[str, Any]] = []
         for n, lp in enumerate(passes):
             start = n * 100.0  # far apart: every labelled pass is its own pass
             at = T0 + timedelta(seconds=start)
@@ -280,7 +281,8 @@ def measure(
             alerter.check_pass(camera, vp, event, alerter.match_pass(vp))
             raised = outbox.pending(1000)
             outbox.mark_published_many([a.alert_id for a in raised])
-            alerted = [json.loads(a.payload)["entry"]["pattern"] for a in raised]
+            details = [json.loads(a.payload) for a in raised]
+            alerted = [d["entry"]["pattern"] for d in details]
             counts["duplicate_alerts"] += len(alerted) - len(set(alerted))
             for pattern in set(alerted):
                 category = entries.get(pattern, "?")
@@ -288,6 +290,20 @@ def measure(
                     category == "true_wildcard" and _fits(pattern, lp.truth)
                 )
                 counts["true_alerts" if true else f"false_alerts.{category}"] += 1
+                if not true:
+                    d = next(d for d in details if d["entry"]["pattern"] == pattern)
+                    false_alerts.append(
+                        {
+                            "truth": lp.truth,
+                            "read": vp.text,
+                            "entry": pattern,
+                            "category": category,
+                            "stage": d["stage"],
+                            "kind": d["match"]["kind"],
+                            "score": d["match"]["score"],
+                            "differences": d["match"]["differences"],
+                        }
+                    )
             if lp.truth in listed or any(_fits(w, lp.truth) for w in wildcard):
                 counts["passes_on_list"] += 1
                 got = any(
@@ -302,6 +318,7 @@ def measure(
     return {
         "entries": dict(Counter(entries.values())),
         "counts": dict(sorted(counts.items())),
+        "false_alert_details": false_alerts,
         "early_alert_frame_median": sorted(early_frames)[len(early_frames) // 2]
         if early_frames
         else None,
