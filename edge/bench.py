@@ -27,7 +27,7 @@ from edge.progress import Progress
 from edge.store import ReadStore
 from edge.types import Frame, VehiclePass
 
-STAGE_ORDER = ("decode", "motion", "detect", "recognize", "track", "store")
+STAGE_ORDER = ("decode", "motion", "detect", "recognize", "attributes", "track", "store")
 
 
 def _settings(config: Path | None, video: Path) -> tuple[Settings, CameraSettings]:
@@ -132,9 +132,15 @@ def bench(video: Path, config: Path | None = None) -> dict[str, Any]:
         "stage_ms": {k: medians[k] for k in STAGE_ORDER if k in medians},
         "stage_total_ms": {k: totals[k] for k in STAGE_ORDER if k in totals},
         "stage_calls": {k: timer.count(k) for k in STAGE_ORDER},
+        "stage_ms_per_processed_frame": {
+            k: round(totals[k] / processor.frames_processed, 3)
+            for k in STAGE_ORDER
+            if k in totals and processor.frames_processed
+        },
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
         "detector": reader.detector.version,
         "recognizer": reader.recognizer.version,
+        "attributes": processor.attributes.versions(),
     }
 
 
@@ -156,6 +162,15 @@ def run_bench(args: argparse.Namespace) -> int:
         print(
             f"{stage:<10} {ms:>10.2f} {result['stage_calls'][stage]:>7} "
             f"{result['stage_total_ms'][stage]:>10.0f}",
+            file=out,
+        )
+    per_frame = result["stage_ms_per_processed_frame"]
+    pipeline = sum(v for k, v in per_frame.items() if k not in ("decode", "store"))
+    if pipeline > 0:
+        share = per_frame.get("attributes", 0.0) / pipeline
+        print(
+            f"per processed frame: {pipeline:.2f} ms in motion..track, of which attributes "
+            f"{per_frame.get('attributes', 0.0):.2f} ms ({share:.1%})",
             file=out,
         )
     if args.json:

@@ -308,7 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure accuracy on a labelled dataset",
         description="Measure detection and recognition accuracy on a folder in the OpenALPR "
         "benchmark layout (NAME.jpg + NAME.txt), or the recognizer alone on a folder of "
-        "plate crops with labels.csv (file,text).",
+        "plate crops with labels.csv (file,text; with a state column, the plate region "
+        "model too), or the vehicle type/colour models on vehicle crops with labels.csv "
+        "(file,vehicle_type and/or file,color).",
     )
     evaluate.add_argument("dataset", type=Path, help="dataset folder")
     evaluate.add_argument("--json", action="store_true", help="last line: one JSON object")

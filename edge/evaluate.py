@@ -9,6 +9,12 @@ Two layouts, told apart automatically:
 * Plate crops with ``labels.csv`` (columns ``file`` and ``text``, optionally ``state``): the
   recognizer alone, in batches. ``--split holdout`` keeps only the crops the training scripts
   hold out (the file-name hash rule in ``is_holdout``), ``--split train`` only the others.
+  With a ``state`` column the plate-region model is measured too (``state_*`` metrics).
+* Vehicle crops with ``labels.csv`` (``file`` and ``vehicle_type`` and/or ``color``, optionally
+  ``split``): the vehicle type and colour classifiers on whole images (``type_*``,
+  ``colour_*`` metrics). Dataset labels are mapped to the models' (``LABEL_SYNONYMS``: bike
+  -> motorcycle, silver -> grey, ...). ``--split holdout``: rows whose ``split`` is ``test``,
+  or without that column the hash rule on the file's base name.
 
 Texts are compared after normalising to upper-case A-Z0-9. The metrics:
 
@@ -27,6 +33,11 @@ Texts are compared after normalising to upper-case A-Z0-9. The metrics:
     per ground-truth plate, ``1 - levenshtein(truth, read) / max(len(truth), len(read))``
     with the read of the detection matched to that plate, averaged over all plates. A plate no
     detection matched scores 0: a missed plate is an unread plate.
+``state_accuracy``, ``type_accuracy``, ``colour_accuracy``
+    share of labelled crops whose most likely class is the label.
+``state_answered``, ``type_answered``, ``colour_answered``
+    share at or above the configured threshold (the rest would be sent as null), and
+    ``*_accuracy_answered`` the accuracy among those.
 ``ms_per_image_median``, ``ms_per_image_p95``
     wall time of ``PlateReader.read`` per image after a warm-up, decoding excluded. For crops,
     a batch's time divided by its size.
@@ -67,6 +78,20 @@ CROP_BATCH = 32
 HOLDOUT_TENTHS = 3
 WARN_MAX_NAMES = 10
 SPLITS = ("all", "holdout", "train")
+VEHICLE_COLUMNS = {"vehicle_type": "vehicle_type", "color": "vehicle_colour"}
+"""labels.csv column -> the attribute classifier measured on it."""
+LABEL_SYNONYMS = {
+    "bike": "motorcycle",
+    "motorbike": "motorcycle",
+    "juggernaut": "truck",
+    "minibus": "van",
+    "silver": "grey",
+    "gray": "grey",
+    "beige": "brown",
+    "gold": "yellow",
+    "pink": "other",
+}
+"""Dataset labels (vehicle-type-crops, vehicle-colour) as the models name them."""
 _PLATE_CHARS = frozenset(string.ascii_uppercase + string.digits)
 
 Box = tuple[float, float, float, float]
@@ -192,10 +217,13 @@ def is_holdout(file_name: str) -> bool:
 
 
 def detect_layout(root: Path) -> str:
-    """``"crops"`` or ``"openalpr"``; InputError when the folder is neither."""
+    """``"crops"``, ``"vehicles"`` or ``"openalpr"``; InputError when the folder is neither."""
     if not root.is_dir():
         raise InputError(f"dataset {root}: not a directory")
     if (root / CROPS_LABELS).is_file():
+        columns = _csv_columns(root / CROPS_LABELS)
+        if "text" not in columns and columns & set(VEHICLE_COLUMNS):
+            return "vehicles"
         return "crops"
     images = _images(root)
     if not images:
@@ -206,6 +234,14 @@ def detect_layout(root: Path) -> str:
             "beside any image"
         )
     return "openalpr"
+
+
+def _csv_columns(path: Path) -> set[str]:
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            return {c.strip() for c in next(csv.reader(fh), [])}
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from None
 
 
 def _images(root: Path) -> list[Path]:
@@ -421,8 +457,107 @@ def evaluate_crops(root: Path, settings: ModelSettings, limit: int, split: str) 
         "recognizer": str(recognizer.version),
         "split": split,
     }
+    metrics = summarize_crops(scores)
+    states = [(s.image, s.state.upper()) for s in samples if s.state]
+    if states and not settings.plate_region.is_file():
+        print(
+            f"alpr-edge: warning: no plate region model at {settings.plate_region}: "
+            "state not measured",
+            file=sys.stderr,
+        )
+    elif states:
+        found = _classify_labelled(
+            settings.plate_region, "plate_region", settings.plate_region_threshold, states, info
+        )
+        metrics.update({f"state_{k}": v for k, v in found.items()})
     unreadable = tuple(s.image for s in scores if s.ms is None)
-    return Report(info, summarize_crops(scores), unreadable)
+    return Report(info, metrics, unreadable)
+
+
+def evaluate_vehicles(root: Path, settings: ModelSettings, limit: int, split: str) -> Report:
+    """Vehicle type and/or colour accuracy on whole labelled vehicle crops."""
+    path = root / CROPS_LABELS
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from None
+    if any(not (row.get("file") or "").strip() for row in rows):
+        raise InputError(f"{path}: every row needs a file")
+    if split != "all":
+        rows = [r for r in rows if _vehicle_holdout(r) == (split == "holdout")]
+    rows = rows[:limit] if limit else rows
+    info = {"layout": "vehicles", "dataset": str(root), "split": split}
+    metrics: Metrics = {"images": len(rows)}
+    for column, attribute in VEHICLE_COLUMNS.items():
+        labelled = [
+            (root / str(r["file"]).strip(), _model_label(r[column]))
+            for r in rows
+            if (r.get(column) or "").strip()
+        ]
+        if not labelled:
+            continue
+        model_path: Path = getattr(settings, attribute)
+        threshold: float = getattr(settings, f"{attribute}_threshold")
+        prefix = "type" if column == "vehicle_type" else "colour"
+        found = _classify_labelled(model_path, attribute, threshold, labelled, info)
+        metrics.update({f"{prefix}_{k}": v for k, v in found.items()})
+    return Report(info, metrics, ())
+
+
+def _vehicle_holdout(row: dict[str, str | None]) -> bool:
+    split = (row.get("split") or "").strip()
+    if split:
+        return split == "test"
+    return is_holdout(Path((row.get("file") or "").strip()).name)
+
+
+def _model_label(raw: str | None) -> str:
+    label = (raw or "").strip().lower()
+    return LABEL_SYNONYMS.get(label, label)
+
+
+def _classify_labelled(
+    model_path: Path,
+    attribute: str,
+    threshold: float,
+    labelled: Sequence[tuple[Path, str]],
+    info: dict[str, str],
+) -> Metrics:
+    """Top-1 accuracy of one attribute classifier over labelled images."""
+    from edge.inference.attributes import AttributeClassifier
+
+    classifier = AttributeClassifier(model_path, attribute=attribute)
+    info[attribute] = classifier.version
+    correct = answered = answered_correct = scored = 0
+    times: list[float] = []
+    with Progress(len(labelled), attribute) as bar:
+        for start in range(0, len(labelled), CROP_BATCH):
+            batch = []
+            for image_path, label in labelled[start : start + CROP_BATCH]:
+                try:
+                    batch.append((load_image(image_path), label))
+                except InputError:
+                    continue
+            if batch:
+                t0 = time.perf_counter()
+                results = classifier.classify([img for img, _ in batch])
+                times.append((time.perf_counter() - t0) * 1000.0 / len(batch))
+                for result, (_, label) in zip(results, batch, strict=True):
+                    best, prob = result.scores[0]
+                    scored += 1
+                    correct += best.lower() == label.lower()
+                    if prob >= threshold:
+                        answered += 1
+                        answered_correct += best.lower() == label.lower()
+            bar.advance(len(labelled[start : start + CROP_BATCH]))
+    return {
+        "images": scored,
+        "accuracy": _share(correct, scored),
+        "answered": _share(answered, scored),
+        "accuracy_answered": _share(answered_correct, answered),
+        "ms_per_image_median": _percentile(times, 50),
+    }
 
 
 def _model_settings(args: argparse.Namespace) -> ModelSettings:
@@ -446,6 +581,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     settings = _model_settings(args)
     if layout == "crops":
         report = evaluate_crops(root, settings, limit, split)
+    elif layout == "vehicles":
+        report = evaluate_vehicles(root, settings, limit, split)
     else:
         report = evaluate_openalpr(root, settings, limit)
     _warn(report)

@@ -28,8 +28,8 @@ from edge import __version__
 from edge.config import CameraSettings
 from edge.types import CharCandidate, CharSlot, Direction, PlateStatus, TextCandidate, VehiclePass
 
-SCHEMA_VERSION = "1.1"
-"""1.1 added ``signature``."""
+SCHEMA_VERSION = "1.2"
+"""1.1 added ``signature``; 1.2 added the vehicle attribute confidences."""
 SIGNATURE_KEY = "signature"
 SCHEMA_RESOURCE = "schema/read-event.v1.json"
 """Inside the ``edge`` package; the one copy of the schema (installed with the package)."""
@@ -57,12 +57,16 @@ class PlateInfo:
 
 @dataclass(frozen=True, slots=True)
 class VehicleInfo:
-    """Vehicle attributes; ``None`` means unknown (no attribute model runs yet)."""
+    """Vehicle attributes voted over the pass; ``None`` means unknown (no model configured,
+    or the vote was below its threshold)."""
 
     color: str | None = None
     type: str | None = None
     make: str | None = None
     model: str | None = None
+    color_confidence: float | None = None
+    type_confidence: float | None = None
+    make_model_confidence: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +128,15 @@ def build_read_event(
         plate=plate,
         direction=vp.direction,
         location=Location(camera.latitude, camera.longitude, camera.heading_deg),
+        vehicle=VehicleInfo(
+            color=vp.vehicle_colour,
+            type=vp.vehicle_type,
+            make=vp.vehicle_make,
+            model=vp.vehicle_model,
+            color_confidence=_optional_prob(vp.vehicle_colour_confidence),
+            type_confidence=_optional_prob(vp.vehicle_type_confidence),
+            make_model_confidence=_optional_prob(vp.make_model_confidence),
+        ),
         software_version=software_version,
     )
 
@@ -164,6 +177,9 @@ def to_payload(event: ReadEvent, *, seq: int, crop_jpeg: bytes | None = None) ->
             "type": event.vehicle.type,
             "make": event.vehicle.make,
             "model": event.vehicle.model,
+            "color_confidence": event.vehicle.color_confidence,
+            "type_confidence": event.vehicle.type_confidence,
+            "make_model_confidence": event.vehicle.make_model_confidence,
         },
         "direction": str(event.direction),
         "location": {
@@ -268,6 +284,10 @@ def _prob(value: float) -> float:
     if not math.isfinite(number):
         return 0.0
     return round(min(1.0, max(0.0, number)), _PROB_DIGITS)
+
+
+def _optional_prob(value: float | None) -> float | None:
+    return None if value is None else _prob(value)
 
 
 def _char_slot(slot: CharSlot) -> CharSlot:

@@ -6,6 +6,7 @@ benchmark measures exactly the code that runs on the pole.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections import deque
@@ -14,12 +15,13 @@ from contextlib import contextmanager
 
 from edge.config import CameraSettings, Settings
 from edge.crops import storage_crop
+from edge.inference.attributes import AttributeModels, settle
 from edge.motion import MotionGate, roi_mask
 from edge.pipeline import PlateReader
 from edge.tracker import PlateTracker
 from edge.types import Frame, ImageArray, PlateObservation, VehiclePass
 
-STAGES = ("motion", "detect", "recognize", "track")
+STAGES = ("motion", "detect", "recognize", "attributes", "track")
 
 
 class StageTimer:
@@ -60,9 +62,11 @@ class FrameProcessor:
         settings: Settings,
         timer: StageTimer | None = None,
         on_observations: Callable[[list[PlateObservation]], None] | None = None,
+        attributes: AttributeModels | None = None,
     ) -> None:
         """``on_observations`` sees each processed frame's plate reads as they are made,
-        before any pass ends (the hot-list alerter's early path)."""
+        before any pass ends (the hot-list alerter's early path). ``attributes``: the
+        vehicle and plate-region classifiers; loaded from ``settings.models`` when None."""
         self.camera = camera
         self.on_observations = on_observations
         self.reader = reader
@@ -72,6 +76,8 @@ class FrameProcessor:
         self.frames_processed = 0
         self.frames_gated = 0
         self._mask: ImageArray | None = None
+        self.attributes = attributes or AttributeModels.from_settings(settings.models)
+        self._frames_with_plates = 0
 
     def process(self, frame: Frame, stream_time: float) -> list[VehiclePass]:
         """Handle one frame seen at ``stream_time`` seconds; return the passes that ended."""
@@ -89,14 +95,43 @@ class FrameProcessor:
             observations = []
             self.frames_gated += 1
         with self.timer.measure("track"):
-            return self.tracker.update(stream_time, observations)
+            return self._settle(self.tracker.update(stream_time, observations))
 
     def idle(self, stream_time: float) -> list[VehiclePass]:
         """No frame arrived: let passes time out."""
-        return self.tracker.update(stream_time, [])
+        return self._settle(self.tracker.update(stream_time, []))
 
     def flush(self) -> list[VehiclePass]:
-        return self.tracker.flush()
+        return self._settle(self.tracker.flush())
+
+    def _settle(self, passes: list[VehiclePass]) -> list[VehiclePass]:
+        """Voted attributes below their configured thresholds become null, not guesses."""
+        m = self.attributes.settings
+        out = []
+        for p in passes:
+            vtype = settle(
+                _pair(p.vehicle_type, p.vehicle_type_confidence), m.vehicle_type_threshold
+            )
+            colour = settle(
+                _pair(p.vehicle_colour, p.vehicle_colour_confidence), m.vehicle_colour_threshold
+            )
+            region = settle(_pair(p.region, p.region_confidence), m.plate_region_threshold)
+            make = settle(_pair(p.vehicle_make, p.make_model_confidence), m.make_model_threshold)
+            out.append(
+                dataclasses.replace(
+                    p,
+                    vehicle_type=vtype[0] if vtype else None,
+                    vehicle_type_confidence=vtype[1] if vtype else None,
+                    vehicle_colour=colour[0] if colour else None,
+                    vehicle_colour_confidence=colour[1] if colour else None,
+                    region=region[0] if region else None,
+                    region_confidence=region[1] if region else None,
+                    vehicle_make=p.vehicle_make if make else None,
+                    vehicle_model=p.vehicle_model if make else None,
+                    make_model_confidence=make[1] if make else None,
+                )
+            )
+        return out
 
     def _observe(self, frame: Frame, stream_time: float) -> list[PlateObservation]:
         image = frame.image
@@ -110,7 +145,7 @@ class FrameProcessor:
             return []
         with self.timer.measure("recognize"):
             results = self.reader.recognize(image, detections)
-            return [
+            observations = [
                 PlateObservation(
                     frame_index=frame.index,
                     captured_at=frame.captured_at,
@@ -122,3 +157,16 @@ class FrameProcessor:
                 for r in results
                 if r.recognition.text
             ]
+        if not observations or not self.attributes.enabled:
+            return observations
+        # Attributes change little between frames: every Nth frame with plates is enough
+        # for the pass vote and keeps the cost per processed frame small.
+        self._frames_with_plates += 1
+        if (self._frames_with_plates - 1) % self.attributes.settings.attributes_every:
+            return observations
+        with self.timer.measure("attributes"):
+            return self.attributes.annotate(image, observations)
+
+
+def _pair(label: str | None, confidence: float | None) -> tuple[str, float] | None:
+    return None if label is None or confidence is None else (label, confidence)

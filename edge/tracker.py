@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from edge.config import TrackingSettings
 from edge.crops import encode_jpeg
 from edge.types import Detection, Direction, PlateObservation, VehiclePass
+from edge.vehicle import vote_attributes
 from edge.voting import vote
 
 MAX_CENTER_JUMP = 3.0
@@ -202,6 +203,7 @@ class PlateTracker:
                 o.recognition.confidence * min(o.detection.height, 80.0),
             ),
         )
+        attrs = vote_attributes(obs)
         return VehiclePass(
             camera_id=self.camera_id,
             text=result.text,
@@ -215,4 +217,13 @@ class PlateTracker:
             direction=direction_of(obs),
             crop_jpeg=encode_jpeg(best.crop),
             chars=result.chars,
+            region=attrs.region,
+            region_confidence=attrs.region_confidence,
+            vehicle_type=attrs.vehicle_type,
+            vehicle_type_confidence=attrs.vehicle_type_confidence,
+            vehicle_colour=attrs.vehicle_colour,
+            vehicle_colour_confidence=attrs.vehicle_colour_confidence,
+            vehicle_make=attrs.vehicle_make,
+            vehicle_model=attrs.vehicle_model,
+            make_model_confidence=attrs.make_model_confidence,
         )

@@ -94,6 +94,17 @@ class Recognition:
 
 
 @dataclass(frozen=True, slots=True)
+class LabelScores:
+    """One attribute classifier's most likely labels on one crop, best first.
+
+    ``weight`` is how much this frame counts when a pass is voted (e.g. the share of the
+    vehicle box inside the frame)."""
+
+    scores: tuple[tuple[str, float], ...]
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class PlateObservation:
     """One plate in one frame: where it was and what was read there."""
 
@@ -105,6 +116,12 @@ class PlateObservation:
     crop: ImageArray | None = field(repr=False, compare=False, default=None)
     """The plate plus a small margin (never the windscreen); only the pass's best one is
     ever encoded and stored."""
+    vehicle_type: LabelScores | None = None
+    vehicle_colour: LabelScores | None = None
+    make_model: LabelScores | None = None
+    """Labels ``Make|Model``."""
+    region: LabelScores | None = None
+    """The plate's issuing region: US state code or country code."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +148,13 @@ class VehiclePass:
     chars: tuple[CharSlot, ...] = ()
     region: str | None = None
     region_confidence: float | None = None
+    vehicle_type: str | None = None
+    vehicle_type_confidence: float | None = None
+    vehicle_colour: str | None = None
+    vehicle_colour_confidence: float | None = None
+    vehicle_make: str | None = None
+    vehicle_model: str | None = None
+    make_model_confidence: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
