@@ -16,7 +16,7 @@ from edge.config import ModelSettings
 from edge.inference.detector import PlateDetector
 from edge.inference.recognizer import PlateRecognizer
 from edge.inference.rectify import rectify_plate
-from edge.types import Detection, ImageArray, PlateResult
+from edge.types import Detection, ImageArray, PlateResult, PlateStatus
 
 
 @dataclass(slots=True)
@@ -79,7 +79,13 @@ class PlateReader:
         crops = [rectify_plate(image, d) for d in detections]
         reads = self.recognizer.recognize(crops)
         self.times.recognize_ms.append((time.perf_counter() - start) * 1000.0)
-        return [PlateResult(d, r) for d, r in zip(detections, reads, strict=True)]
+        # The recognizer's status head says "none" for badges, lights and signs that the
+        # detector mistook for plates: its second opinion is what keeps precision up.
+        return [
+            PlateResult(d, r)
+            for d, r in zip(detections, reads, strict=True)
+            if r.status is not PlateStatus.NONE and r.text
+        ]
 
     def read(self, image: ImageArray, roi_mask: ImageArray | None = None) -> list[PlateResult]:
         """Detect and read every plate in one image, most confident first."""

@@ -22,6 +22,8 @@ MAX_CENTER_JUMP = 3.0
 """How far, in plate widths, a plate may move between two processed frames."""
 DIRECTION_MIN_GROWTH = 1.25
 MIN_PLATE_CHARS = 2
+SHORT_PLATE_CHARS = 4
+SHORT_PLATE_CONFIDENCE = 0.6
 SHORT_TRACK = 3
 DUPLICATE_OVERLAP = 0.3
 """Boxes sharing this much of the smaller one's area are on the same plate."""
@@ -194,6 +196,8 @@ class PlateTracker:
         result = vote([o.recognition for o in obs], max_candidates=self._settings.max_candidates)
         if len(result.text) < MIN_PLATE_CHARS:
             return None  # a sign, a logo or a wheel rim, not a plate
+        if len(result.text) < SHORT_PLATE_CHARS and result.confidence < SHORT_PLATE_CONFIDENCE:
+            return None  # short and unsure: far more often a badge than a vanity plate
         if len(obs) < self._settings.min_frames and result.confidence < 0.9:
             return None
         best = max(
