@@ -178,6 +178,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=720)
     parser.add_argument("--fps", type=int, default=25)
+    parser.add_argument("--gap-s", type=float, default=1.2, help="empty road between vehicles")
     args = parser.parse_args()
     passes = make_clip(
         args.out,
@@ -186,6 +187,7 @@ def main() -> None:
         width=args.width,
         height=args.height,
         fps=args.fps,
+        gap_s=args.gap_s,
     )
     print(f"wrote {args.out}: {len(passes)} vehicle passes: {', '.join(p.text for p in passes)}")
 
