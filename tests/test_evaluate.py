@@ -68,6 +68,15 @@ CROP_KEYS = {
     "recognizer",
     "split",
 }
+STATE_KEYS = {
+    "plate_region",
+    "state_images",
+    "state_accuracy",
+    "state_answered",
+    "state_accuracy_answered",
+    "state_ms_per_image_median",
+}
+"""Added when labels.csv has a state column."""
 PLATE_WIDTH = 160
 WRONG_TEXT = "QQ0Q0QQ"
 
@@ -246,7 +255,8 @@ def test_crop_metrics_are_complete_and_consistent(
     with (folder / "labels.csv").open("a", newline="") as fh:
         fh.write("crop999.jpg,ca,ABC123\n")
     result, err = _evaluate_json(capsys, str(folder))
-    assert set(result) == CROP_KEYS
+    assert set(result) == CROP_KEYS | STATE_KEYS
+    assert 0.0 <= result["state_accuracy"] <= 1.0
     assert result["layout"] == "crops"
     assert result["split"] == "all"
     assert result["images"] == 6
