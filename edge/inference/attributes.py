@@ -47,6 +47,9 @@ KIND: Final = "attribute-classifier"
 ATTRIBUTES: Final = ("vehicle_type", "vehicle_colour", "plate_region", "make_model")
 TOP_K = 5
 """Labels kept per frame for the pass vote: the rest carry too little to change a winner."""
+ATTRIBUTE_THREADS = 1
+"""These models take about a millisecond: a thread pool of their own costs more than it
+saves, and its spinning threads would take CPU from the detector."""
 VEHICLE_CROP_MAX = 96
 """Vehicle boxes are shrunk to this once, before each classifier resizes to its input."""
 
@@ -290,7 +293,7 @@ def _load_optional(
             attribute=name,
             labels_file=labels,
             providers=settings.providers,
-            threads=settings.threads,
+            threads=ATTRIBUTE_THREADS,
         )
     except ModelError as exc:
         log.error("%s; that attribute stays null", exc)  # noqa: TRY400 - the reason is the line
