@@ -18,8 +18,10 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -85,7 +87,7 @@ heading_deg = 90.0
 """,
         encoding="utf-8",
     )
-    received: list[dict[str, object]] = []
+    received: list[dict[str, Any]] = []  # decoded JSON read events
     lock = threading.Lock()
 
     def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
@@ -100,7 +102,7 @@ heading_deg = 90.0
             flush=True,
         )
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.on_message = on_message
     try:
         for _ in range(50):
@@ -120,7 +122,7 @@ heading_deg = 90.0
         broker.wait(timeout=5)
     truth = [p.text for p in passes]
     with lock:
-        texts = [str(r["plate"]["text"]) for r in received]  # type: ignore[index]
+        texts = [str(r["plate"]["text"]) for r in received]
     exact = sum(1 for t in truth if t in texts)
     print(
         f"\n{len(received)} read(s) for {len(truth)} vehicle passes; "

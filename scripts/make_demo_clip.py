@@ -151,7 +151,7 @@ def make_clip(
         start += pass_frames // 2 if i % 3 == 1 else pass_frames + int(gap_s * fps)
     total = max((v.start + v.frames for v in fleet), default=0) + int(1.0 * fps)
     out.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
     if not writer.isOpened():
         raise SystemExit(f"cannot write video {out}")
     passes = [Pass(v.text, v.start, v.start + v.frames - 1, v.lane) for v in fleet]

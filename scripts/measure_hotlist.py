@@ -343,7 +343,7 @@ def main() -> None:
     hotlist: dict[str, Any] = {}
     if args.fuzzy_min_score is not None:
         hotlist["fuzzy_min_score"] = args.fuzzy_min_score
-    settings = Settings(device_id="measure", cameras=[camera], hotlist=hotlist)  # type: ignore[arg-type]
+    settings = Settings(device_id="measure", cameras=[camera], hotlist=hotlist)
     passes = (
         load_reads(args.reads) if args.reads else run_clips(args.clips, args.vehicles, args.seed)
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
+from conftest import CAMERA, Mosquitto, make_vehicle_pass
 
 from edge.alerts import Alerter, AlertOutbox, alert_schema
 from edge.config import Settings
@@ -28,7 +29,6 @@ from edge.types import (
     PlateStatus,
     Recognition,
 )
-from tests.conftest import CAMERA, Mosquitto, make_vehicle_pass
 
 T0 = datetime(2026, 11, 29, 6, 18, 2, tzinfo=UTC)
 
@@ -39,9 +39,9 @@ def settings_for(tmp_path: Path, mosquitto: Mosquitto | None = None, **extra: ob
         mqtt = {"host": mosquitto.host, "port": mosquitto.port}
     return Settings(
         device_id="pole-17",
-        mqtt=mqtt,  # type: ignore[arg-type]
-        storage={"dir": tmp_path, "encrypt": False},  # type: ignore[arg-type]
-        cameras=[CAMERA.model_dump()],  # type: ignore[list-item]
+        mqtt=mqtt,
+        storage={"dir": tmp_path, "encrypt": False},
+        cameras=[CAMERA.model_dump()],
         **extra,  # type: ignore[arg-type]
     )
 

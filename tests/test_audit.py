@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import Mosquitto
 
 from edge.atrest import load_cipher
 from edge.audit import AuditLog
@@ -20,7 +21,6 @@ from edge.events import ReadEvent
 from edge.publisher import MqttPublisher
 from edge.signing import EventSigner, verify_read
 from edge.store import ReadStore
-from tests.conftest import Mosquitto
 
 MakeEvent = Callable[..., ReadEvent]
 

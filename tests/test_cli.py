@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,18 @@ import pytest
 
 from edge.cli import build_parser, main
 
-COMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+
+def command_names() -> list[str]:
+    """The sub-command names the parser offers, read from its sub-parsers action."""
+    (commands,) = (
+        action
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    return sorted(commands.choices)
+
+
+COMMANDS = command_names()
 
 
 def test_console_script_is_installed_and_starts() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import paho.mqtt.publish as mqtt_publish
 import pytest
+from conftest import Mosquitto
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.config import HotlistSettings, MqttSettings
@@ -19,7 +20,6 @@ from edge.publisher import MqttPublisher
 from edge.signing import EventSigner, public_key_pem
 from edge.store import ReadStore
 from edge.types import CharSlot
-from tests.conftest import Mosquitto
 
 
 def body(version: str = "v1", *plates: str) -> dict[str, object]:
@@ -37,7 +37,7 @@ def message(version: str = "v1", *plates: str) -> bytes:
 
 
 def keeper(tmp_path: Path, **overrides: object) -> HotListKeeper:
-    return HotListKeeper(HotlistSettings(**overrides), tmp_path)  # type: ignore[arg-type]
+    return HotListKeeper(HotlistSettings(**overrides), tmp_path)
 
 
 def read(text: str) -> Evidence:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from edge.hotlist import HotList, HotListEntry, HotListIndex
 from edge.matching import (
     Evidence,
+    Match,
     match_pattern,
     normalise_pattern,
 )
@@ -34,7 +35,7 @@ def torn(text: str, position: int, runner_up: str, prob: float) -> Evidence:
     return Evidence(text, conf, tuple(slots))
 
 
-def match(pattern: str, evidence: Evidence, min_score: float = 0.1) -> object:
+def match(pattern: str, evidence: Evidence, min_score: float = 0.1) -> Match | None:
     return match_pattern(normalise_pattern(pattern), evidence, max_diffs=2, min_score=min_score)
 
 
@@ -86,9 +87,10 @@ def test_candidate_text_matches_fuzzy_via_candidate() -> None:
 
 
 def test_wildcards_match_partial_plates() -> None:
-    assert match("AB?12*", confident("ABX1299")).kind == "exact"  # type: ignore[attr-defined]
-    assert match("AB?12*", confident("ABX12")).kind == "exact"  # type: ignore[attr-defined]
-    assert match("*1234", confident("XYZ1234")).kind == "exact"  # type: ignore[attr-defined]
+    for pattern, text in (("AB?12*", "ABX1299"), ("AB?12*", "ABX12"), ("*1234", "XYZ1234")):
+        found = match(pattern, confident(text))
+        assert found is not None, (pattern, text)
+        assert found.kind == "exact", (pattern, text)
     assert match("AB?12*", confident("ABX3299")) is None
 
 

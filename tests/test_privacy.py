@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CAMERA, make_vehicle_pass
 
 from edge.alerts import Alerter, AlertOutbox
 from edge.app import Daemon
@@ -17,7 +18,6 @@ from edge.publisher import MqttPublisher
 from edge.signing import EventSigner
 from edge.store import ReadStore
 from edge.types import Detection
-from tests.conftest import CAMERA, make_vehicle_pass
 
 MARGIN = 0.15
 """edge.inference.rectify.plate_crop's margin, a share of the plate height."""
@@ -44,9 +44,9 @@ def test_stored_crop_is_the_plate_and_a_small_margin_only(
 def daemon_for(tmp_path: Path, signer: EventSigner, **privacy: bool) -> Daemon:
     settings = Settings(
         device_id="pole-17",
-        storage={"dir": tmp_path, "encrypt": False},  # type: ignore[arg-type]
-        privacy=privacy,  # type: ignore[arg-type]
-        cameras=[CAMERA.model_dump()],  # type: ignore[list-item]
+        storage={"dir": tmp_path, "encrypt": False},
+        privacy=privacy,
+        cameras=[CAMERA.model_dump()],
     )
     daemon = Daemon(settings)
     daemon.store = ReadStore(tmp_path / "reads.db")

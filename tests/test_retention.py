@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jsonschema
+from conftest import CAMERA
 
 from edge.alerts import Alert, AlertOutbox, AlertRead
 from edge.atrest import StorageCipher
@@ -28,7 +29,6 @@ from edge.status import (
     status_schema,
 )
 from edge.store import ReadStore
-from tests.conftest import CAMERA
 
 T0 = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
 MakeEvent = Callable[..., ReadEvent]
@@ -37,8 +37,8 @@ MakeEvent = Callable[..., ReadEvent]
 def settings_for(tmp_path: Path, **storage: object) -> Settings:
     return Settings(
         device_id="pole-17",
-        storage={"dir": tmp_path, "encrypt": False, **storage},  # type: ignore[arg-type]
-        cameras=[CAMERA.model_dump()],  # type: ignore[list-item]
+        storage={"dir": tmp_path, "encrypt": False, **storage},
+        cameras=[CAMERA.model_dump()],
     )
 
 
