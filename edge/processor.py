@@ -6,7 +6,6 @@ benchmark measures exactly the code that runs on the pole.
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
 import time
 from collections import deque
@@ -15,7 +14,7 @@ from contextlib import contextmanager
 
 from edge.config import CameraSettings, Settings
 from edge.crops import storage_crop
-from edge.inference.attributes import AttributeModels, settle
+from edge.inference.attributes import AttributeModels
 from edge.motion import MotionGate, roi_mask
 from edge.pipeline import PlateReader
 from edge.tracker import PlateTracker
@@ -106,32 +105,7 @@ class FrameProcessor:
 
     def _settle(self, passes: list[VehiclePass]) -> list[VehiclePass]:
         """Voted attributes below their configured thresholds become null, not guesses."""
-        m = self.attributes.settings
-        out = []
-        for p in passes:
-            vtype = settle(
-                _pair(p.vehicle_type, p.vehicle_type_confidence), m.vehicle_type_threshold
-            )
-            colour = settle(
-                _pair(p.vehicle_colour, p.vehicle_colour_confidence), m.vehicle_colour_threshold
-            )
-            region = settle(_pair(p.region, p.region_confidence), m.plate_region_threshold)
-            make = settle(_pair(p.vehicle_make, p.make_model_confidence), m.make_model_threshold)
-            out.append(
-                dataclasses.replace(
-                    p,
-                    vehicle_type=vtype[0] if vtype else None,
-                    vehicle_type_confidence=vtype[1] if vtype else None,
-                    vehicle_colour=colour[0] if colour else None,
-                    vehicle_colour_confidence=colour[1] if colour else None,
-                    region=region[0] if region else None,
-                    region_confidence=region[1] if region else None,
-                    vehicle_make=p.vehicle_make if make else None,
-                    vehicle_model=p.vehicle_model if make else None,
-                    make_model_confidence=make[1] if make else None,
-                )
-            )
-        return out
+        return [self.attributes.apply_thresholds(p) for p in passes]
 
     def _observe(self, frame: Frame, stream_time: float) -> list[PlateObservation]:
         image = frame.image
@@ -166,7 +140,3 @@ class FrameProcessor:
             return observations
         with self.timer.measure("attributes"):
             return self.attributes.annotate(image, observations)
-
-
-def _pair(label: str | None, confidence: float | None) -> tuple[str, float] | None:
-    return None if label is None or confidence is None else (label, confidence)

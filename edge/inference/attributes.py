@@ -36,7 +36,7 @@ import numpy.typing as npt
 from edge.config import ModelSettings
 from edge.errors import ModelError
 from edge.inference.session import create_session, load_manifest
-from edge.types import ImageArray, LabelScores, PlateObservation
+from edge.types import ImageArray, LabelScores, PlateObservation, VehiclePass
 from edge.vehicle import vehicle_box, vehicle_crop, vote_labels
 
 log = logging.getLogger(__name__)
@@ -241,6 +241,28 @@ class AttributeModels:
             if model is not None:
                 model.classify([blank])
 
+    def apply_thresholds(self, vehicle_pass: VehiclePass) -> VehiclePass:
+        """The pass with every voted attribute below its threshold made null."""
+        p, m = vehicle_pass, self.settings
+        vtype = settle(_pair(p.vehicle_type, p.vehicle_type_confidence), m.vehicle_type_threshold)
+        colour = settle(
+            _pair(p.vehicle_colour, p.vehicle_colour_confidence), m.vehicle_colour_threshold
+        )
+        region = settle(_pair(p.region, p.region_confidence), m.plate_region_threshold)
+        make = settle(_pair(p.vehicle_make, p.make_model_confidence), m.make_model_threshold)
+        return dataclasses.replace(
+            p,
+            vehicle_type=vtype[0] if vtype else None,
+            vehicle_type_confidence=vtype[1] if vtype else None,
+            vehicle_colour=colour[0] if colour else None,
+            vehicle_colour_confidence=colour[1] if colour else None,
+            region=region[0] if region else None,
+            region_confidence=region[1] if region else None,
+            vehicle_make=p.vehicle_make if make else None,
+            vehicle_model=p.vehicle_model if make else None,
+            make_model_confidence=make[1] if make else None,
+        )
+
     def annotate(
         self, image: ImageArray, observations: Sequence[PlateObservation]
     ) -> list[PlateObservation]:
@@ -276,6 +298,10 @@ class AttributeModels:
             )
             for i, o in enumerate(observations)
         ]
+
+
+def _pair(label: str | None, confidence: float | None) -> tuple[str, float] | None:
+    return None if label is None or confidence is None else (label, confidence)
 
 
 def _load_optional(
