@@ -164,8 +164,8 @@ def make_clip(
             writer.write(frame)
     finally:
         writer.release()
-    truth = {"fps": fps, "frames": total, "width": width, "height": height}
-    truth["passes"] = [asdict(p) for p in passes]  # type: ignore[assignment]
+    truth: dict[str, object] = {"fps": fps, "frames": total, "width": width, "height": height}
+    truth["passes"] = [asdict(p) for p in passes]
     out.with_suffix(".json").write_text(json.dumps(truth, indent=2), encoding="utf-8")
     return passes
 

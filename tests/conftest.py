@@ -88,6 +88,7 @@ class Collector:
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
+        # paho's Properties.__init__ has no annotations.
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 300  # keep the subscription across a broker restart
         self._client.connect(host, port, keepalive=10, clean_start=False, properties=props)

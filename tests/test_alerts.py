@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import numpy as np
@@ -33,7 +34,8 @@ from edge.types import (
 T0 = datetime(2026, 11, 29, 6, 18, 2, tzinfo=UTC)
 
 
-def settings_for(tmp_path: Path, mosquitto: Mosquitto | None = None, **extra: object) -> Settings:
+def settings_for(tmp_path: Path, mosquitto: Mosquitto | None = None, **extra: Any) -> Settings:
+    # ``extra`` goes to pydantic as it is, to be validated there (hence Any).
     mqtt = {"host": "127.0.0.1", "port": 1883}
     if mosquitto is not None:
         mqtt = {"host": mosquitto.host, "port": mosquitto.port}
@@ -42,7 +44,7 @@ def settings_for(tmp_path: Path, mosquitto: Mosquitto | None = None, **extra: ob
         mqtt=mqtt,
         storage={"dir": tmp_path, "encrypt": False},
         cameras=[CAMERA.model_dump()],
-        **extra,  # type: ignore[arg-type]
+        **extra,
     )
 
 

@@ -424,7 +424,7 @@ class FakePicamera2:
 @pytest.fixture
 def fake_picamera2(monkeypatch: pytest.MonkeyPatch) -> type[FakePicamera2]:
     module = types.ModuleType("picamera2")
-    module.Picamera2 = FakePicamera2  # type: ignore[attr-defined]
+    monkeypatch.setattr(module, "Picamera2", FakePicamera2, raising=False)
     monkeypatch.setitem(sys.modules, "picamera2", module)
     FakePicamera2.instances = []
     return FakePicamera2

@@ -15,7 +15,7 @@ from edge.errors import ModelError
 from edge.inference.detector import PlateDetector
 from edge.inference.rectify import plate_crop, rectify_plate
 from edge.inference.session import sha256_file
-from edge.types import Detection
+from edge.types import Detection, Point
 
 MODEL = Path(__file__).resolve().parent.parent / "models" / "plate-detector.onnx"
 REQUIRED_KEYS = {
@@ -171,7 +171,7 @@ def test_sha_mismatch_is_refused(tmp_path: Path) -> None:
 # -- rectification ----------------------------------------------------------------------------
 
 
-def tilted_plate_image() -> tuple[np.ndarray, tuple[tuple[float, float], ...]]:
+def tilted_plate_image() -> tuple[np.ndarray, tuple[Point, Point, Point, Point]]:
     """A 4:1 plate, left half black and right half white, warped to a known quadrilateral."""
     plate = np.zeros((50, 200, 3), np.uint8)
     plate[:, 100:] = 255
@@ -187,7 +187,7 @@ def tilted_plate_image() -> tuple[np.ndarray, tuple[tuple[float, float], ...]]:
 
 def test_rectify_plate_gives_upright_crop_of_the_plate_aspect() -> None:
     img, corners = tilted_plate_image()
-    det = Detection(box=(118.0, 80.0, 330.0, 160.0), score=0.9, corners=corners)  # type: ignore[arg-type]
+    det = Detection(box=(118.0, 80.0, 330.0, 160.0), score=0.9, corners=corners)
 
     crop = rectify_plate(img, det, margin=0.08, height=64)
 

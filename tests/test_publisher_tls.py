@@ -135,7 +135,9 @@ def test_tls_context_refuses_anything_older_than_tls_1_2(tmp_path: Path) -> None
     ca_key = _key()
     ca_file = tmp_path / "ca.pem"
     ca_file.write_bytes(_cert("CA", ca_key, None, ca_key).public_bytes(serialization.Encoding.PEM))
-    ctx = tls_context(_settings("localhost", 8883, ca_file).tls)  # type: ignore[arg-type]
+    tls = _settings("localhost", 8883, ca_file).tls
+    assert tls is not None
+    ctx = tls_context(tls)
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
     assert ctx.verify_mode == ssl.CERT_REQUIRED
     assert ctx.check_hostname
