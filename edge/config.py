@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -400,10 +401,11 @@ class Settings(BaseSettings):
 _TOML_FILE: dict[str, Path | None] = {"path": None}
 
 
-def _format_errors(exc: ValidationError, origin: str) -> str:
+def _format_errors(exc: ValidationError, origin: str, lines_of: TomlLines | None = None) -> str:
     lines = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = tuple(err["loc"])
+        where = ".".join(str(p) for p in loc) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling against config.example.toml)"
@@ -412,11 +414,119 @@ def _format_errors(exc: ValidationError, origin: str) -> str:
         value = err.get("input")
         # Show scalar values only: a table's value could hold a secret.
         scalar = isinstance(value, str | int | float | bool)
-        shown = f" (got {value!r})" if scalar and "password" not in where else ""
+        shown = f" (got {_shown(value)!r})" if scalar and "password" not in where else ""
         if err["type"] in ("missing", "extra_forbidden"):
             shown = ""
-        lines.append(f"{origin}: {where}: {msg}{shown}")
+        line = None if lines_of is None or _from_environment(loc) else lines_of.line(loc)
+        at = origin if line is None else f"{origin}:{line}"
+        lines.append(f"{at}: {where}: {msg}{shown}")
     return "\n".join(lines)
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/{0,2}")
+
+
+def _shown(value: object) -> object:
+    """A bad value as it may be echoed: everything before the last ``@`` of a URL (user
+    and password, also of a mistyped one) hidden."""
+    if isinstance(value, str) and "@" in value:
+        scheme = _SCHEME.match(value)
+        return f"{scheme.group(0) if scheme else ''}***@{value.rsplit('@', 1)[1]}"
+    return value
+
+
+def _from_environment(loc: tuple[int | str, ...]) -> bool:
+    """The value (or a table above it) came from an ``ALPR_EDGE_`` variable, not the file."""
+    names = {name.upper() for name in os.environ}
+    keys = [str(part) for part in loc]
+    return any(
+        f"{ENV_PREFIX}{'__'.join(keys[:depth])}".upper() in names
+        for depth in range(1, len(keys) + 1)
+    )
+
+
+class TomlLines:
+    """Where each key of a TOML file is written: key path -> line number (1-based).
+
+    A line scanner, not a parser (the file has already parsed): ``[a.b]`` tables,
+    ``[[cameras]]`` arrays of tables counted from 0, ``key = value`` and dotted keys. Lines
+    inside a multi-line array or string are skipped. An error for a key that is not written
+    (a missing one, a table rule) points at the nearest table or key above it that is.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._lines: dict[tuple[int | str, ...], int] = {}
+        arrays: dict[tuple[int | str, ...], int] = {}
+        table: tuple[int | str, ...] = ()
+        depth = 0  # open brackets of a multi-line value
+        in_string = False  # inside a multi-line """ or ''' string
+        for number, raw in enumerate(text.splitlines(), start=1):
+            line = raw.strip()
+            if in_string or depth > 0:
+                in_string, depth = _continue_value(line, in_string, depth)
+                continue
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("[["):
+                name = _dotted(line[2 : line.find("]]")])
+                index = arrays.get(name, -1) + 1
+                arrays[name] = index
+                table = (*name, index)
+                self._lines.setdefault(name, number)
+                self._lines[table] = number
+            elif line.startswith("["):
+                table = _dotted(line[1 : line.find("]")])
+                self._lines[table] = number
+            elif "=" in line:
+                key, value = line.split("=", 1)
+                self._lines[(*table, *_dotted(key))] = number
+                in_string, depth = _continue_value(value.strip(), False, 0)
+
+    def line(self, loc: tuple[int | str, ...]) -> int | None:
+        """The line of ``loc``, else of the nearest written key or table above it."""
+        for end in range(len(loc), 0, -1):
+            found = self._lines.get(loc[:end])
+            if found is not None:
+                return found
+        return None
+
+    @classmethod
+    def of_file(cls, path: Path) -> TomlLines | None:
+        try:
+            return cls(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            return None
+
+
+def _dotted(key: str) -> tuple[str, ...]:
+    return tuple(part.strip().strip("\"'") for part in key.split("."))
+
+
+def _continue_value(text: str, in_string: bool, depth: int) -> tuple[bool, int]:
+    """Whether a value goes on past this line: an open multi-line string, or brackets."""
+    i = 0
+    while i < len(text):
+        if in_string:
+            ends = [e for e in (text.find('"""', i), text.find("'''", i)) if e >= 0]
+            if not ends:
+                return True, depth
+            in_string, i = False, min(ends) + 3
+            continue
+        ch = text[i]
+        if text.startswith(('"""', "'''"), i):
+            in_string, i = True, i + 3
+            continue
+        if ch in "\"'":
+            close = i + 1
+            while close < len(text) and text[close] != ch:
+                close += 2 if ch == '"' and text[close] == "\\" else 1
+            i = close + 1
+            continue
+        if ch == "#":
+            break
+        depth += (ch in "[{") - (ch in "]}")
+        i += 1
+    return in_string, max(depth, 0)
 
 
 def load_settings(path: Path | None, **overrides: Any) -> Settings:
@@ -436,6 +546,7 @@ def load_settings(path: Path | None, **overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, origin)) from None
+        lines_of = None if path is None else TomlLines.of_file(path)
+        raise ConfigError(_format_errors(exc, origin, lines_of)) from None
     finally:
         _TOML_FILE["path"] = None
