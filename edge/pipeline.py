@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.config import ModelSettings
-from edge.inference.detector import PlateDetector
-from edge.inference.recognizer import PlateRecognizer
+from edge.inference.formats import Detector, Recognizer, load_detector, load_recognizer
 from edge.inference.rectify import rectify_plate
 from edge.types import Detection, ImageArray, PlateResult, PlateStatus
 
@@ -30,8 +29,8 @@ class StageTimes:
 class PlateReader:
     def __init__(
         self,
-        detector: PlateDetector,
-        recognizer: PlateRecognizer,
+        detector: Detector,
+        recognizer: Recognizer,
         *,
         min_plate_height: float = 8.0,
     ) -> None:
@@ -42,14 +41,15 @@ class PlateReader:
 
     @classmethod
     def from_settings(cls, settings: ModelSettings) -> PlateReader:
-        detector = PlateDetector(
+        # The manifest's format picks the class: ours, or a fast-plate-ocr / YOLOv9 model.
+        detector = load_detector(
             settings.detector,
             providers=settings.providers,
             threads=settings.threads,
             input_size=settings.detector_input_size,
             score_threshold=settings.detector_threshold,
         )
-        recognizer = PlateRecognizer(
+        recognizer = load_recognizer(
             settings.recognizer, providers=settings.providers, threads=settings.threads
         )
         return cls(detector, recognizer)
