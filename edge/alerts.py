@@ -250,6 +250,10 @@ class Alerter:
         self._with_crop = settings.privacy.keep_images and settings.mqtt.include_crop
         self.raised = 0
 
+    def reconfigure(self, settings: Settings) -> None:
+        """The settings after a config reload (tracking and hot-list thresholds)."""
+        self._settings = settings
+
     def check_frame(self, camera: CameraSettings, observations: Sequence[PlateObservation]) -> int:
         """One processed frame's recognitions; raises early alerts, returns how many."""
         hs = self._settings.hotlist
@@ -345,16 +349,31 @@ class Alerter:
         seq = self._outbox.add(alert)
         self._notify()
         self.raised += 1
+        fields = {
+            "alert_id": alert.alert_id,
+            "camera_id": alert.camera.id,
+            "seq": seq,
+            "event_id": alert.read.event_id,
+        }
+        # The plate (read and entry) at DEBUG only; the reason says what to do about it.
         log.warning(
-            "ALERT %s seq=%d camera=%s stage=%s read=%s entry=%s (%s, %s) match=%s score=%.2f",
+            "hot-list alert raised: %s seq=%d camera=%s stage=%s event=%s reason=%r "
+            "priority=%s match=%s score=%.2f",
             alert.alert_id,
             seq,
             alert.camera.id,
             alert.stage,
-            alert.read.text,
-            alert.hit.entry.plate,
+            alert.read.event_id or "-",
             alert.hit.entry.reason,
             alert.hit.entry.priority,
             alert.hit.match.kind,
             alert.hit.match.score,
+            extra=fields,
+        )
+        log.debug(
+            "hot-list alert %s: read=%s entry=%s",
+            alert.alert_id,
+            alert.read.text,
+            alert.hit.entry.plate,
+            extra=fields,
         )

@@ -6,7 +6,8 @@ cameras -> pipelines -> first frame from every camera -> READY.
 Order of stop: cameras (producers) -> pipelines (flush open passes) -> publisher -> storage.
 
 The main loop also applies hot-list messages (handed over by the publisher thread), re-reads
-``hotlist.file`` when it changes, purges expired data (``edge.retention``) and sends status.
+``hotlist.file`` when it changes, purges expired data (``edge.retention``), sends status, and
+re-reads the config file after SIGHUP (``edge.reload``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
 from edge import __version__, sdnotify
@@ -25,14 +27,16 @@ from edge.atrest import load_cipher
 from edge.audit import AuditLog
 from edge.camera import FrameSource, open_source
 from edge.camera.capture import CaptureThread
-from edge.config import CameraSettings, Settings
-from edge.errors import CameraError, EdgeError
+from edge.config import CameraSettings, Settings, load_settings
+from edge.errors import CameraError, ConfigError, EdgeError
 from edge.events import build_read_event
 from edge.hotlist import HotListKeeper, Source
 from edge.inference.known_good import load_reader
+from edge.logs import set_level
 from edge.pipeline import PlateReader
 from edge.processor import FrameProcessor
 from edge.publisher import MqttPublisher, connect_check
+from edge.reload import describe, plan_reload
 from edge.retention import Purger
 from edge.signing import load_signer
 from edge.status import CameraProbe, Extras, ModelVersions, StatusCollector, online_payload
@@ -74,6 +78,8 @@ class CameraPipeline:
 
         self.processor = FrameProcessor(camera, reader, settings, on_observations=hook)
         self.reads = 0
+        self._pending: Settings | None = None
+        self._pending_lock = threading.Lock()
         self.heartbeat = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"pipeline-{camera.id}", daemon=True)
 
@@ -87,6 +93,22 @@ class CameraPipeline:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    def reconfigure(self, settings: Settings) -> None:
+        """New live settings (SIGHUP); the thread takes them before its next frame."""
+        with self._pending_lock:
+            self._pending = settings
+
+    def _take_settings(self) -> None:
+        with self._pending_lock:
+            settings, self._pending = self._pending, None
+        if settings is not None:
+            self.processor.reconfigure(settings)
+            log.info(
+                "camera %s: reloaded settings in force",
+                self.camera.id,
+                extra={"camera_id": self.camera.id},
+            )
+
     def _stream_time(self, frame: Frame) -> float:
         """Seconds on the stream's own clock: a clip read faster than real time keeps its
         pacing, so a pass timeout means the same on a file as on a live camera."""
@@ -99,6 +121,7 @@ class CameraPipeline:
         processor = self.processor
         try:
             while not self.stop_event.is_set():
+                self._take_settings()
                 frame = self.capture.get(timeout=0.2)
                 self.heartbeat = time.monotonic()
                 if frame is None:
@@ -126,9 +149,12 @@ class Daemon:
         settings: Settings,
         *,
         open_camera: Callable[[CameraSettings], FrameSource] = open_source,
+        config_path: Path | None = None,
     ) -> None:
         self.settings = settings
         self._open_camera = open_camera
+        self._config_path = config_path
+        self._reload_requested = threading.Event()
         self.stop_event = threading.Event()
         self.signalled = False
         self.store: ReadStore | None = None
@@ -153,8 +179,12 @@ class Daemon:
             self.signalled = True
             self.stop_event.set()
 
+        def _reload(_signum: int, _frame: FrameType | None) -> None:
+            self._reload_requested.set()
+
         signal.signal(signal.SIGTERM, _handle)
         signal.signal(signal.SIGINT, _handle)
+        signal.signal(signal.SIGHUP, _reload)
 
     def start(self) -> None:
         s = self.settings
@@ -242,17 +272,20 @@ class Daemon:
         crop = vehicle_pass.crop_jpeg if privacy.keep_images else b""
         seq = store.add(event, crop, hit=bool(hits))
         publisher.notify()
+        # Plate text at DEBUG only: INFO lines end up in the journal of every pole.
+        fields = {"event_id": event.event_id, "camera_id": camera.id, "seq": seq}
         log.info(
-            "read %s camera=%s seq=%d text=%s conf=%.2f status=%s frames=%d dir=%s",
+            "read %s camera=%s seq=%d conf=%.2f status=%s frames=%d dir=%s",
             event.event_id,
             camera.id,
             seq,
-            vehicle_pass.text,
             vehicle_pass.confidence,
             vehicle_pass.status,
             vehicle_pass.frames_seen,
             vehicle_pass.direction,
+            extra=fields,
         )
+        log.debug("read %s text=%s", event.event_id, vehicle_pass.text, extra=fields)
 
     def _started(self) -> tuple[ReadStore, MqttPublisher]:
         if self.store is None or self.publisher is None:
@@ -266,12 +299,57 @@ class Daemon:
         while not self.stop_event.wait(0.2):
             if all(not p.alive for p in self.pipelines):
                 break
+            if self._reload_requested.is_set():
+                self._reload_requested.clear()
+                self.reload()
             self._housekeeping()
             self._report_status()
             if interval is not None and time.monotonic() - last_ping >= interval:
                 if self._making_progress(interval * 2):
                     sdnotify.notify("WATCHDOG=1")
                 last_ping = time.monotonic()
+
+    def reload(self) -> None:
+        """Re-read the config file: apply what can change live, name what cannot, and keep
+        the running config when the new one is invalid."""
+        if self._config_path is None:
+            log.warning("config reload: no config file to re-read")
+            return
+        sdnotify.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            self._reload_from(self._config_path)
+        finally:
+            sdnotify.notify("READY=1")
+
+    def _reload_from(self, path: Path) -> None:
+        try:
+            new = load_settings(path)
+        except ConfigError as exc:
+            errors = exc.message.splitlines()
+            for line in errors:
+                log.error("config reload rejected: %s", line)  # noqa: TRY400 - one clear line
+            log.warning("config not reloaded (%d error(s)); the running config stays", len(errors))
+            return
+        plan = plan_reload(self.settings, new)
+        for key in plan.restart_needed:
+            log.warning("config reload: %s changed; restart alpr-edge to apply it", key)
+        if not plan.applied:
+            log.info("config reload: no live setting changed")
+            return
+        settings = plan.settings
+        self.settings = settings
+        set_level(settings.log_level)
+        if self.hotlist is not None:
+            self.hotlist.use_file(settings.hotlist.file)
+            self._hotlist_file_due = 0.0
+        if self.alerter is not None:
+            self.alerter.reconfigure(settings)
+        if self.status is not None:
+            self.status.interval_s = settings.mqtt.status_interval_s
+        self._status_due = min(self._status_due, time.monotonic() + settings.mqtt.status_interval_s)
+        for pipeline in self.pipelines:
+            pipeline.reconfigure(settings)
+        log.info("config reloaded: %s", ", ".join(describe(c) for c in plan.applied))
 
     def _housekeeping(self) -> None:
         """Hot-list updates, the hot-list file, and the purge when it is due."""
@@ -372,8 +450,8 @@ def _probe(pipeline: CameraPipeline) -> CameraProbe:
     return CameraProbe(pipeline.camera.id, pipeline.capture.stats, frames_processed)
 
 
-def run_daemon(settings: Settings) -> int:
-    daemon = Daemon(settings)
+def run_daemon(settings: Settings, *, config_path: Path | None = None) -> int:
+    daemon = Daemon(settings, config_path=config_path)
     daemon.install_signal_handlers()
     try:
         daemon.start()

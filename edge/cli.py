@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edge import __version__
 from edge.errors import EX_SOFTWARE, EdgeError
+from edge.logs import LogFormat, setup_logging
 from edge.provision.commands import add_provision_commands
 
 log = logging.getLogger("edge")
@@ -22,12 +23,8 @@ log = logging.getLogger("edge")
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _setup_logging(level: str, fmt: LogFormat = "auto") -> None:
+    setup_logging(level, fmt)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -35,8 +32,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from edge.config import load_settings
 
     settings = load_settings(args.config)
-    _setup_logging(settings.log_level)
-    return run_daemon(settings)
+    _setup_logging(settings.log_level, settings.log_format)
+    return run_daemon(settings, config_path=args.config)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

@@ -358,6 +358,11 @@ class Settings(BaseSettings):
 
     device_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto",
+        description="json: one JSON object per line (for journald); text: the human format; "
+        "auto: json unless stderr is a terminal",
+    )
     signing_key_file: Path | None = Field(
         None,
         description="Ed25519 private key (PEM, PKCS#8) that signs every read; relative names "

@@ -155,7 +155,9 @@ def _entry(index: int, raw: object) -> HotListEntry:
     try:
         pattern = normalise_pattern(plate)
     except ValueError as exc:
-        raise HotListRejected(f"{where}.{exc}") from None
+        # The reason without the plate: a rejection is logged and sent in the status.
+        reason = str(exc).removeprefix(f"plate {plate!r}: ")
+        raise HotListRejected(f"{where}.plate: {reason}") from None
     reason = raw.get("reason", "")
     priority = raw.get("priority", "high")
     if not isinstance(reason, str) or len(reason) > MAX_TEXT_CHARS:
@@ -353,6 +355,19 @@ class HotListKeeper:
             log.warning("hot list file %s: cannot read: %s", path, exc.strerror)
             return
         self.apply("file", payload, persist=False)
+
+    def use_file(self, path: Path | None) -> None:
+        """``hotlist.file`` changed (config reload): read the new file at the next poll_file();
+        with none, the list from the old file stops being in force."""
+        if path == self._settings.file:
+            return
+        self._settings = self._settings.model_copy(update={"file": path})
+        self._file_stamp = None
+        if path is None:
+            with self._lock:
+                self._lists.pop("file", None)
+                self._index = HotListIndex([self._lists[s] for s in SOURCES if s in self._lists])
+            log.info("hot list file: none configured any more; its list is dropped")
 
     def match(self, evidence: Evidence) -> list[Hit]:
         with self._lock:

@@ -72,6 +72,9 @@ class MotionGate:
         self.changed_share = 0.0
         """Share of the region that changed in the last frame, for tuning the threshold."""
 
+    def reconfigure(self, settings: MotionSettings) -> None:
+        self._settings = settings
+
     def update(self, image: ImageArray, now: float | None = None) -> bool:
         """Feed one frame; True if it shows motion or follows motion by less than hold_s.
 

@@ -100,6 +100,13 @@ class FrameProcessor:
         """No frame arrived: let passes time out."""
         return self._settle(self.tracker.update(stream_time, []))
 
+    def reconfigure(self, settings: Settings) -> None:
+        """New live thresholds (config reload). Call between frames, on the owning thread."""
+        self.tracker.reconfigure(settings.tracking)
+        if self.gate is not None:
+            self.gate.reconfigure(settings.motion)
+        self.reader.detector.score_threshold = settings.models.detector_threshold
+
     def flush(self) -> list[VehiclePass]:
         return self._settle(self.tracker.flush())
 

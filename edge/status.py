@@ -237,7 +237,8 @@ class StatusCollector:
     ) -> None:
         self._extras = extras or Extras()
         self._device_id = device_id
-        self._interval_s = interval_s
+        self.interval_s = interval_s
+        """Seconds between heartbeats, as reported; the daemon changes it on a reload."""
         self._store = store
         self._storage_dir = storage_dir
         self._cameras = tuple(cameras)
@@ -255,7 +256,7 @@ class StatusCollector:
             device_id=self._device_id,
             sent_at=datetime.now(UTC),
             uptime_s=now - self._started,
-            interval_s=self._interval_s,
+            interval_s=self.interval_s,
             cameras=tuple(self._camera(probe, now) for probe in self._cameras),
             outbox=OutboxStatus(
                 depth=self._store.pending_count(),

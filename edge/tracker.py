@@ -110,6 +110,10 @@ class PlateTracker:
         self._settings = settings
         self._tracks: list[_Track] = []
 
+    def reconfigure(self, settings: TrackingSettings) -> None:
+        """New thresholds for the passes still open and those to come."""
+        self._settings = settings
+
     @property
     def open_tracks(self) -> int:
         return len(self._tracks)
