@@ -7,17 +7,20 @@ nothing on a dark one; the YOLOv9 one boxes the white pixels of the frame.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tiny_detector import RECOGNIZER, write_tiny_detector
 
 from edge.config import ModelSettings
 from edge.errors import ModelError
@@ -35,11 +38,11 @@ from edge.inference.recognizer import PlateRecognizer
 from edge.inference.session import sha256_file
 from edge.pipeline import PlateReader
 from edge.types import PlateStatus
-from tests.tiny_detector import RECOGNIZER, write_tiny_detector
 
-try:
-    import yaml
-except ImportError:  # PyYAML is not a dependency; the cross-check runs where it is installed
+yaml: Any
+try:  # PyYAML is not a dependency; the cross-check runs where it is installed
+    yaml = importlib.import_module("yaml")
+except ImportError:
     yaml = None
 
 REPO = Path(__file__).resolve().parent.parent
