@@ -339,6 +339,18 @@ class TrackingSettings(_Closed):
     )
     min_frames: int = Field(2, ge=1, le=100, description="passes seen fewer times are dropped")
     max_candidates: int = Field(5, ge=1, le=20)
+    max_pass_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="a plate in view longer than this (a parked car) is read once, then ignored",
+    )
+    repeat_window_s: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="the same plate at the same place within this time is the same pass",
+    )
 
 
 class MotionSettings(_Closed):

@@ -25,6 +25,7 @@ MIN_PLATE_CHARS = 2
 SHORT_PLATE_CHARS = 4
 SHORT_PLATE_CONFIDENCE = 0.6
 SHORT_TRACK = 3
+MAX_TRACK_OBSERVATIONS = 120
 DUPLICATE_OVERLAP = 0.3
 """Boxes sharing this much of the smaller one's area are on the same plate."""
 DIRECTION_MIN_SHIFT = 1.0
@@ -74,10 +75,33 @@ def _distance_score(a: Detection, b: Detection) -> float:
 class _Track:
     observations: list[PlateObservation] = field(default_factory=list)
     last_time: float = 0.0
+    emitted: bool = False
+    """Read out already (a parked plate): absorb its observations, never read it again."""
 
     @property
     def last(self) -> PlateObservation:
         return self.observations[-1]
+
+    @property
+    def first_time(self) -> float:
+        return self.observations[0].monotonic
+
+    def add(self, observation: PlateObservation, now: float) -> None:
+        self.observations.append(observation)
+        self.last_time = now
+        if len(self.observations) > MAX_TRACK_OBSERVATIONS:
+            # Bounded memory for a plate that stays in view: drop the least certain frame,
+            # keeping the first and last for direction and timing.
+            middle = self.observations[1:-1]
+            worst = min(range(len(middle)), key=lambda i: middle[i].recognition.confidence)
+            del self.observations[worst + 1]
+
+
+@dataclass(frozen=True, slots=True)
+class _Emitted:
+    time: float
+    text: str
+    detection: Detection
 
 
 def direction_of(observations: Sequence[PlateObservation]) -> Direction:
@@ -109,6 +133,7 @@ class PlateTracker:
         self.camera_id = camera_id
         self._settings = settings
         self._tracks: list[_Track] = []
+        self._recent: list[_Emitted] = []
 
     def reconfigure(self, settings: TrackingSettings) -> None:
         """New thresholds for the passes still open and those to come."""
@@ -124,7 +149,18 @@ class PlateTracker:
         Returns the passes that ended.
         """
         self._assign(now, observations)
-        return self._close(lambda t: now - t.last_time > self._settings.pass_timeout_s)
+        ended = self._close(lambda t: now - t.last_time > self._settings.pass_timeout_s)
+        return ended + self._read_out_parked(now)
+
+    def _read_out_parked(self, now: float) -> list[VehiclePass]:
+        passes: list[VehiclePass] = []
+        for track in self._tracks:
+            if not track.emitted and now - track.first_time > self._settings.max_pass_s:
+                track.emitted = True
+                vehicle_pass = self._to_pass(track)
+                if vehicle_pass is not None:
+                    passes.append(vehicle_pass)
+        return passes
 
     def flush(self) -> list[VehiclePass]:
         """Close every open track (end of stream, shutdown)."""
@@ -152,9 +188,7 @@ class PlateTracker:
                 continue
             used_tracks.add(ti)
             used_obs.add(oi)
-            track = self._tracks[ti]
-            track.observations.append(observations[oi])
-            track.last_time = now
+            self._tracks[ti].add(observations[oi], now)
         matched = [observations[oi] for oi in used_obs]
         for oi, obs in enumerate(observations):
             if oi in used_obs:
@@ -192,8 +226,14 @@ class PlateTracker:
     def _close(self, done: Callable[[_Track], bool]) -> list[VehiclePass]:
         ended = [t for t in self._tracks if done(t)]
         self._tracks = [t for t in self._tracks if not done(t)]
-        passes = [self._to_pass(t) for t in ended]
+        passes = [self._to_pass(t) for t in ended if not t.emitted]
         return [p for p in passes if p is not None]
+
+    def _is_repeat(self, text: str, detection: Detection, now: float) -> bool:
+        """The same plate at the same place moments ago: the same vehicle, already read."""
+        window = self._settings.repeat_window_s
+        self._recent = [e for e in self._recent if now - e.time <= window]
+        return any(e.text == text and _overlaps(e.detection, detection) for e in self._recent)
 
     def _to_pass(self, track: _Track) -> VehiclePass | None:
         obs = track.observations
@@ -204,6 +244,10 @@ class PlateTracker:
             return None  # short and unsure: far more often a badge than a vanity plate
         if len(obs) < self._settings.min_frames and result.confidence < 0.9:
             return None
+        now = obs[-1].monotonic
+        if self._is_repeat(result.text, obs[0].detection, now):
+            return None
+        self._recent.append(_Emitted(now, result.text, obs[-1].detection))
         best = max(
             obs,
             key=lambda o: (

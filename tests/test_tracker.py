@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from edge.config import TrackingSettings
-from edge.tracker import PlateTracker
+from edge.tracker import MAX_TRACK_OBSERVATIONS, PlateTracker
 from edge.types import CharSlot, Detection, Direction, PlateObservation, PlateStatus, Recognition
 
 T0 = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
@@ -57,7 +57,7 @@ def test_one_pass_per_vehicle_with_two_vehicles_in_view() -> None:
 
 
 def test_pass_ends_after_timeout_and_a_new_pass_starts() -> None:
-    tracker = PlateTracker("cam", TrackingSettings(pass_timeout_s=0.5))
+    tracker = PlateTracker("cam", TrackingSettings(pass_timeout_s=0.5, repeat_window_s=0))
     ended = []
     for i in range(10):
         ended += tracker.update(i / 30, [obs(i / 30, (100, 100, 220, 160), "AAA111")])
@@ -122,3 +122,26 @@ def test_tracks_that_converge_on_one_plate_are_merged() -> None:
     passes = tracker.flush()
     assert [p.text for p in passes] == ["ABC1234"]
     assert 12 < passes[0].frames_seen <= 12 + 6  # the duplicate frames joined the pass
+
+
+def test_same_plate_at_the_same_place_soon_after_is_not_a_second_read() -> None:
+    tracker = PlateTracker("cam", TrackingSettings(pass_timeout_s=0.5, repeat_window_s=30))
+    ended = []
+    for start in (0.0, 2.0):  # e.g. an occlusion splits one vehicle's pass in two
+        for i in range(10):
+            t = start + i / 30
+            ended += tracker.update(t, [obs(t, (100, 100, 220, 160), "AAA111")])
+        ended += tracker.update(start + 1.5, [])
+    assert [p.text for p in ended] == ["AAA111"]
+
+
+def test_parked_plate_is_read_once_and_memory_stays_bounded() -> None:
+    tracker = PlateTracker("cam", TrackingSettings(max_pass_s=10))
+    ended = []
+    for i in range(30 * 60):  # a minute at 30 fps with a parked car in view
+        t = i / 30
+        ended += tracker.update(t, [obs(t, (500, 400, 620, 460), "PARK123")])
+    assert [p.text for p in ended] == ["PARK123"]
+    assert len(tracker._tracks[0].observations) <= MAX_TRACK_OBSERVATIONS
+    assert tracker.flush() == []
+    assert len(tracker._tracks) == 0
