@@ -439,9 +439,9 @@ def evaluate_openalpr(root: Path, settings: ModelSettings, limit: int) -> Report
 def evaluate_crops(root: Path, settings: ModelSettings, limit: int, split: str) -> Report:
     samples = load_crops(root, split)
     samples = samples[:limit] if limit else samples
-    from edge.inference.recognizer import PlateRecognizer  # once the labels are known to be good
+    from edge.inference.formats import load_recognizer  # once the labels are known to be good
 
-    recognizer = PlateRecognizer(
+    recognizer = load_recognizer(
         settings.recognizer, providers=settings.providers, threads=settings.threads
     )
     recognizer.recognize([np.full((64, 128, 3), 200, dtype=np.uint8)])  # warm-up

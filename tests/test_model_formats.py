@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -24,6 +25,7 @@ from tiny_detector import RECOGNIZER, write_tiny_detector
 
 from edge.config import ModelSettings
 from edge.errors import ModelError
+from edge.evaluate import evaluate_crops
 from edge.inference.detector import PlateDetector
 from edge.inference.formats import (
     load_detector,
@@ -295,6 +297,17 @@ def test_plate_reader_with_a_yolov9_detector_and_our_recognizer(tmp_path: Path) 
     assert isinstance(reader.recognizer, PlateRecognizer)
     assert [d.box for d in detections] == [pytest.approx(PLATE_BOX, abs=1.0)]
     assert all(r.detection in detections for r in results)
+
+
+def test_evaluate_on_crops_runs_a_fast_plate_ocr_recognizer(tmp_path: Path) -> None:
+    for name, value in (("white.png", 255), ("black.png", 0)):
+        cv2.imwrite(str(tmp_path / name), np.full((40, 160, 3), value, np.uint8))
+    (tmp_path / "labels.csv").write_text("file,text\nwhite.png,AB12CD\nblack.png,AB12CD\n")
+
+    report = evaluate_crops(tmp_path, ModelSettings(recognizer=OCR), 0, "all")
+
+    assert report.info["recognizer"].startswith("fast-plate-ocr-tiny@")
+    assert report.metrics["exact_match"] == pytest.approx(0.5)
 
 
 # -- the plate config reader ---------------------------------------------------------------------
