@@ -236,6 +236,7 @@ class Daemon:
             capture.start()
         for pipeline in self.pipelines:
             pipeline.start()
+        publisher = self.publisher
         self.status = StatusCollector(
             device_id=s.device_id,
             interval_s=s.mqtt.status_interval_s,
@@ -247,6 +248,7 @@ class Daemon:
                 hotlist=self.hotlist.status,
                 alerts_depth=alerts.pending_count,
                 retention=lambda: None if self.purger is None else self.purger.last,
+                outbox_refused=lambda: publisher.refused_count,
             ),
         )
         self._await_first_frames(FIRST_FRAME_TIMEOUT_S)

@@ -16,9 +16,11 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -29,6 +31,39 @@ DEFAULT_WINDOW = 20
 """Reads in flight (published, PUBACK not yet in) at most."""
 LOOP_TICK_S = 0.05
 """Longest a new read waits for the publisher thread to notice ``notify()``."""
+PACKET_TOO_LARGE = 0x95
+
+
+def _accept_packet_too_large_in_puback() -> None:
+    """mosquitto 2.0 answers a PUBLISH over its ``message_size_limit`` with PUBACK reason
+    0x95 (Packet too large), a code MQTT 5 lists for CONNACK and DISCONNECT only. paho then
+    calls the PUBACK malformed and drops the connection, and the same read would be sent
+    again after every reconnect, forever. Accepted here, it is an ordinary refused PUBACK."""
+    names = dict(ReasonCode.names)
+    entry = {name: list(packets) for name, packets in names[PACKET_TOO_LARGE].items()}
+    for packets in entry.values():
+        if PacketTypes.PUBACK not in packets:
+            packets.append(PacketTypes.PUBACK)
+    names[PACKET_TOO_LARGE] = entry
+    ReasonCode.names = MappingProxyType(names)
+
+
+_accept_packet_too_large_in_puback()
+
+
+def publish_packet_size(topic: str, payload: bytes, properties: Properties | None) -> int:
+    """Bytes of a QoS 1 PUBLISH on the wire, as a broker's maximum packet size counts them."""
+    props = len(properties.pack()) if properties is not None else 1  # type: ignore[no-untyped-call]
+    remaining = 2 + len(topic.encode("utf-8")) + 2 + props + len(payload)
+    return 1 + _varint_size(remaining) + remaining
+
+
+def _varint_size(value: int) -> int:
+    size = 1
+    while value >= 128:
+        value >>= 7
+        size += 1
+    return size
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +137,8 @@ class Link:
     def __init__(self, broker: Broker, client_id: str, window: int, will: LastWill | None):
         self.broker = broker
         self.connack: ReasonCode | None = None
+        self.max_packet_size: int | None = None
+        """The broker's limit from its CONNACK; a bigger PUBLISH would get us disconnected."""
         self.lost = False
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -124,9 +161,11 @@ class Link:
         _userdata: object,
         _flags: mqtt.ConnectFlags,
         reason_code: ReasonCode,
-        _properties: Properties | None,
+        properties: Properties | None,
     ) -> None:
         self.connack = reason_code
+        limit = getattr(properties, "MaximumPacketSize", None)
+        self.max_packet_size = limit if isinstance(limit, int) else None
 
     def _on_disconnect(
         self,

@@ -51,6 +51,7 @@ from edge.mqtt_link import (
     LastWill,
     Link,
     connect_check,
+    publish_packet_size,
     tls_context,
 )
 from edge.signing import EventSigner
@@ -65,7 +66,8 @@ QOS = 1
 POLL_S = 5.0
 """Look at the store this often even without ``notify()`` (reads added by another process)."""
 REJECTED_RETRY_S = 30.0
-"""A read the broker refused (PUBACK reason >= 0x80) is offered again after this long."""
+"""A read the broker refused (PUBACK reason >= 0x80), or one over the maximum packet size
+its CONNACK announced, is offered again after this long (the limit may have been raised)."""
 CONNECT_TIMEOUT_S = 5.0
 GOODBYE_TIMEOUT_S = 2.0
 """How long a clean stop waits for the PUBACK of the retained ``offline``."""
@@ -150,6 +152,9 @@ class MqttPublisher:
         self._inflight: dict[int, _InFlight] = {}
         self._acked: list[_InFlight] = []
         self._held: dict[str, float] = {}
+        self._refused: dict[str, str] = {}
+        """Refused or too large, by id, until acknowledged; its size is read by other threads."""
+        self._max_packet: int | None = None
         self._boundary = 0
         self._backlog_more = True
         self._status_sent: bytes | None = None
@@ -164,6 +169,12 @@ class MqttPublisher:
     def connections(self) -> int:
         """Successful connects so far; a change means a fresh status is due."""
         return self._connections
+
+    @property
+    def refused_count(self) -> int:
+        """Reads, alerts and audit entries kept in the outbox because the broker refused them
+        or they exceed its maximum packet size (``outbox.refused`` in the status)."""
+        return len(self._refused)
 
     @property
     def alive(self) -> bool:
@@ -271,6 +282,7 @@ class MqttPublisher:
             client.on_message = self._on_message
             client.subscribe([(topic, QOS) for topic in self.hotlist_topics])
         self._boundary = self._store.last_seq()
+        self._max_packet = link.max_packet_size
         self._backlog_more = True
         self._status_sent = None
         limiter = RateLimiter(self._backlog_rate, time.monotonic())
@@ -323,6 +335,8 @@ class MqttPublisher:
             if alert.alert_id in busy or alert.alert_id in self._held:
                 continue
             wire = wire_payload(alert.payload, None, self._signer.sign)
+            if self._too_large(self.alerts_topic, wire, alert.alert_id, Lane.ALERT):
+                continue
             info = client.publish(self.alerts_topic, wire, qos=QOS, properties=self._properties)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
@@ -340,10 +354,12 @@ class MqttPublisher:
         if room <= 0:
             return
         for entry in self._audit.pending(len(busy) + room):
-            if str(entry.id) in busy:
+            if str(entry.id) in busy or str(entry.id) in self._held:
                 continue
             stored = encode_payload(audit_payload(entry, self._device_id))
             wire = wire_payload(stored, None, self._signer.sign)
+            if self._too_large(self.audit_topic, wire, str(entry.id), Lane.AUDIT):
+                continue
             info = client.publish(self.audit_topic, wire, qos=QOS, properties=self._properties)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
@@ -392,7 +408,8 @@ class MqttPublisher:
         seq_from: int = 1,
         seq_to: int | None = None,
     ) -> int:
-        """Publish up to ``room`` reads of one lane, lowest ``seq`` first; how many went."""
+        """Publish up to ``room`` reads of one lane, lowest ``seq`` first; how many went (a
+        read held back as too large counts too: the lane may hold more behind it)."""
         if room <= 0:
             return 0
         reads = self._store.pending(
@@ -402,9 +419,14 @@ class MqttPublisher:
         for read in reads:
             if read.event_id in busy:
                 continue
-            info = client.publish(
-                self.topic, self._wire(read), qos=QOS, properties=self._properties
-            )
+            wire = self._wire(read)
+            if self._too_large(self.topic, wire, read.event_id, lane):
+                busy.add(read.event_id)
+                sent += 1
+                if sent == room:
+                    break
+                continue
+            info = client.publish(self.topic, wire, qos=QOS, properties=self._properties)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return room  # the connection is going; client.loop() will tell
             self._inflight[info.mid] = _InFlight(read.event_id, lane)
@@ -413,6 +435,37 @@ class MqttPublisher:
             if sent == room:
                 break
         return sent
+
+    def _too_large(self, topic: str, wire: bytes, event_id: str, lane: Lane) -> bool:
+        """Over the broker's maximum packet size: the broker would drop the connection, and
+        every reconnect would send it again. Kept in the outbox, held like a refused read."""
+        if self._max_packet is None:
+            return False
+        size = publish_packet_size(topic, wire, self._properties)
+        if size <= self._max_packet:
+            return False
+        self._hold(
+            event_id,
+            lane,
+            f"{size} bytes, over the broker's maximum packet size of {self._max_packet} "
+            "(raise the broker's limit, or turn mqtt.include_crop off)",
+        )
+        return True
+
+    def _hold(self, event_id: str, lane: Lane, reason: str) -> None:
+        """Keep an unsendable message in the outbox and offer it again later; the error is
+        logged once per message (later rounds at debug level) and counted in the status."""
+        level = logging.DEBUG if self._refused.get(event_id) == reason else logging.ERROR
+        log.log(
+            level,
+            "MQTT: %s %s not delivered: %s; kept in the outbox, offered again in %.0f s",
+            "read" if lane in (Lane.LIVE, Lane.BACKLOG) else lane.value,
+            event_id,
+            reason,
+            REJECTED_RETRY_S,
+        )
+        self._refused[event_id] = reason
+        self._held[event_id] = time.monotonic() + REJECTED_RETRY_S
 
     def _wire(self, read: StoredRead) -> bytes:
         crop = read.crop_jpeg if self._include_crop else None
@@ -438,6 +491,8 @@ class MqttPublisher:
         if not self._acked:
             return
         acked, self._acked = self._acked, []
+        for flight in acked:
+            self._refused.pop(flight.event_id, None)
         self._store.mark_published_many(
             [f.event_id for f in acked if f.lane in (Lane.LIVE, Lane.BACKLOG)]
         )
@@ -464,14 +519,7 @@ class MqttPublisher:
         if flight is None:
             return
         if reason_code.is_failure:
-            log.error(
-                "MQTT broker refused %s %s: %s; will offer it again in %.0f s",
-                "read" if flight.lane in (Lane.LIVE, Lane.BACKLOG) else flight.lane.value,
-                flight.event_id,
-                reason_code,
-                REJECTED_RETRY_S,
-            )
-            self._held[flight.event_id] = time.monotonic() + REJECTED_RETRY_S
+            self._hold(flight.event_id, flight.lane, f"refused by the broker: {reason_code}")
         else:
             self._acked.append(flight)
 

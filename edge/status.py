@@ -26,8 +26,8 @@ from edge.hotlist import HotListStatus
 from edge.retention import PurgeReport
 from edge.store import ReadStore
 
-STATUS_SCHEMA_VERSION = "1.1"
-"""1.1 added ``hotlist``, ``alerts`` and ``retention``."""
+STATUS_SCHEMA_VERSION = "1.2"
+"""1.1 added ``hotlist``, ``alerts`` and ``retention``; 1.2 added ``outbox.refused``."""
 STATUS_SCHEMA_RESOURCE = "schema/status.v1.json"
 THERMAL_DIR = Path("/sys/class/thermal")
 CLOCK_REFRESH_S = 300.0
@@ -53,6 +53,8 @@ class CameraStatus:
 class OutboxStatus:
     depth: int
     oldest_unsent_age_s: float | None
+    refused: int | None = None
+    """Kept back: refused by the broker or over its maximum packet size; None when unknown."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,7 @@ class Extras:
     hotlist: Callable[[], HotListStatus] | None = None
     alerts_depth: Callable[[], int] | None = None
     retention: Callable[[], PurgeReport | None] | None = None
+    outbox_refused: Callable[[], int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,8 @@ class CameraProbe:
 
 def online_payload(status: DeviceStatus) -> bytes:
     payload = _base_payload(status)
+    if status.outbox.refused is not None:
+        payload["outbox"]["refused"] = status.outbox.refused
     if status.hotlist is not None:
         payload["hotlist"] = _hotlist(status.hotlist)
     if status.alerts_depth is not None:
@@ -261,6 +266,9 @@ class StatusCollector:
             outbox=OutboxStatus(
                 depth=self._store.pending_count(),
                 oldest_unsent_age_s=self._store.oldest_pending_age_s(),
+                refused=None
+                if self._extras.outbox_refused is None
+                else self._extras.outbox_refused(),
             ),
             disk_free_bytes=self._disk_free(),
             cpu_temperature_c=cpu_temperature_c(self._thermal_dir),
