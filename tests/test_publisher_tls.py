@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -275,3 +277,47 @@ def test_plain_tcp_to_loopback_is_allowed(tmp_path: Path, host: str) -> None:
 def test_plain_tcp_to_another_host_when_explicitly_allowed(tmp_path: Path) -> None:
     path = _config(tmp_path, "broker.example.org", "allow_insecure_plain = true")
     assert load_settings(path).mqtt.allow_insecure_plain
+
+
+def test_publisher_with_untrusted_client_certificate_retries_and_never_counts_as_connected(
+    mtls_broker: MutualTls,
+    tmp_path: Path,
+    make_event: Callable[..., ReadEvent],
+    signer: EventSigner,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="edge.publisher")
+    rogue_key = _key()
+    cert, key = mtls_broker.make_client(
+        "intruder", rogue_key, _cert("rogue", rogue_key, None, rogue_key)
+    )
+    settings = _settings(
+        "localhost", mtls_broker.port, mtls_broker.ca_file, cert_file=str(cert), key_file=str(key)
+    )
+    store = ReadStore(tmp_path / "reads.db")
+    store.add(make_event(), b"")
+    publisher = MqttPublisher(
+        settings,
+        device_id="pole-17",
+        store=store,
+        signer=signer,
+        reconnect_min_s=0.1,
+        reconnect_max_s=0.3,
+    )
+    publisher.start()
+    try:
+        ever_connected = False
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            ever_connected = ever_connected or publisher.connected
+            time.sleep(0.002)
+        assert not ever_connected
+        assert publisher.connections == 0
+        assert store.pending_count() == 1
+        failures = [r for r in caplog.records if f"localhost:{mtls_broker.port}:" in r.getMessage()]
+        assert len(failures) >= 2, caplog.text  # retried
+        assert failures[0].levelno == logging.WARNING
+        assert "client certificate" in failures[0].getMessage() or "TLS" in failures[0].getMessage()
+    finally:
+        publisher.stop(timeout=5.0)
+        store.close()
