@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edge import __version__
-from edge.errors import EX_SOFTWARE, EdgeError
+from edge.errors import EX_SOFTWARE, EdgeError, UsageError
 from edge.logs import LogFormat, setup_logging
 from edge.provision.commands import add_provision_commands
 
@@ -137,6 +137,32 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
     write_image_atomic(args.out, annotate(snapshot, camera))
     print(f"{args.out}: {snapshot.summary()}")
     return 0
+
+
+def _cmd_commission(args: argparse.Namespace) -> int:
+    from edge.commission import run_commission
+    from edge.config import load_settings
+    from edge.snapshot import find_camera
+
+    settings = load_settings(args.config)
+    _setup_logging("warning")
+    if args.camera is None and len(settings.cameras) > 1:
+        known = ", ".join(c.id for c in settings.cameras)
+        raise UsageError(f"--camera is needed: the config has {known}")
+    camera = settings.cameras[0] if args.camera is None else find_camera(settings, args.camera)
+    report = run_commission(settings, camera, vehicles=args.vehicles, timeout_s=args.timeout)
+    for line in report.lines():
+        print(line)
+    if args.json:
+        print(json.dumps(report.as_json(), sort_keys=True))
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
 
 
 def _cmd_reads_search(args: argparse.Namespace) -> int:
@@ -369,6 +395,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for a frame with a plate (default 5; else the last frame)",
     )
     snapshot.set_defaults(handler=_cmd_snapshot)
+
+    commission = sub.add_parser(
+        "commission",
+        help="watch the next N vehicle passes and say whether the camera setup is good",
+        description="Run the pipeline on a camera for the next N vehicle passes and report "
+        "the read rate, character heights, blur and exposure of the plates, with a verdict "
+        "(PASS or ADJUST) and advice. Exit code 0 once the report is made, whatever the "
+        "verdict. Stop the service first: a camera serves one process at a time.",
+    )
+    commission.add_argument("--config", type=Path, required=True, help="TOML config file")
+    commission.add_argument("--camera", help="camera id from the config (default: the only one)")
+    commission.add_argument(
+        "--vehicles", type=_positive_int, required=True, metavar="N", help="passes to watch"
+    )
+    commission.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="report on the passes seen after this many seconds (default 600)",
+    )
+    commission.add_argument("--json", action="store_true", help="last line: one JSON object")
+    commission.set_defaults(handler=_cmd_commission)
     add_provision_commands(sub)
     _add_reads_and_audit(sub)
     return parser
