@@ -45,7 +45,7 @@ WORKER = REPO / "tests" / "durability_worker.py"
 SUBSCRIBER = REPO / "scripts" / "backend_subscriber.py"
 DEVICE = "pole-17"
 KILLS = 20
-POWER_CUTS = 6
+POWER_CUTS = 4
 
 
 def write_config(tmp_path: Path, port: int) -> Path:
