@@ -18,13 +18,12 @@ from edge.config import Settings
 LIVE_KEYS = (
     "hotlist.file",
     "models.detector_threshold",
-    "tracking.pass_timeout_s",
-    "tracking.min_frames",
-    "tracking.max_candidates",
     "motion.threshold",
     "mqtt.status_interval_s",
     "log_level",
 )
+LIVE_TABLES = ("tracking.",)
+"""Every key of these tables is live: the tracker reads its settings at each frame."""
 _ABSENT = object()
 
 
@@ -52,7 +51,7 @@ def plan_reload(running: Settings, new: Settings) -> ReloadPlan:
         old, value = before.get(key, _ABSENT), after.get(key, _ABSENT)
         if old == value:
             continue
-        if key in LIVE_KEYS:
+        if key in LIVE_KEYS or key.startswith(LIVE_TABLES):
             applied.append(Change(key, old, value))
             continue
         name = _camera_entry(key, running, new) or key

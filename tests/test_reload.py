@@ -187,13 +187,19 @@ def test_plan_keeps_running_values_for_keys_that_need_a_restart(tmp_path: Path) 
     running = load_settings(path)
     path.write_text(
         'device_id = "q"\nlog_level = "debug"\n[motion]\nthreshold = 0.01\n'
+        "[tracking]\nrepeat_window_s = 9\n"
         + base.split("\n", 1)[1]
         + '[[cameras]]\nid = "b"\nsource = "v4l2:///dev/video1"\n',
         encoding="utf-8",
     )
     plan = plan_reload(running, load_settings(path))
     assert plan.restart_needed == ("cameras.1", "device_id")
-    assert [c.key for c in plan.applied] == ["log_level", "motion.threshold"]
+    assert [c.key for c in plan.applied] == [
+        "log_level",
+        "motion.threshold",
+        "tracking.repeat_window_s",
+    ]
+    assert plan.settings.tracking.repeat_window_s == 9
     assert plan.settings.device_id == "p"
     assert len(plan.settings.cameras) == 1
     assert plan.settings.log_level == "debug"
