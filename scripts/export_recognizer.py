@@ -33,10 +33,11 @@ import torch
 
 SCRIPTS = Path(__file__).resolve().parent
 REPO = SCRIPTS.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(SCRIPTS))
+sys.path.insert(0, str(REPO))  # `python scripts/export_recognizer.py` puts only scripts/ there
 
-from train_recognizer import (  # noqa: E402
+from edge.inference.recognizer import PlateRecognizer  # noqa: E402
+from edge.inference.session import sha256_file  # noqa: E402
+from scripts.train_recognizer import (  # noqa: E402
     ALPHABET,
     BATCH,
     CRNN,
@@ -46,9 +47,6 @@ from train_recognizer import (  # noqa: E402
     STATUS_CLASSES,
     is_holdout,
 )
-
-from edge.inference.recognizer import PlateRecognizer  # noqa: E402
-from edge.inference.session import sha256_file  # noqa: E402
 
 OPSET = 17
 NAME = "plate-recognizer-crnn"
@@ -225,11 +223,11 @@ def quantize(fp32: Path, int8: Path) -> None:
         quantize_static,
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
-    from train_recognizer import preprocess
 
     from scripts.synth import plates
+    from scripts.train_recognizer import preprocess
 
-    class SyntheticCrops(CalibrationDataReader):
+    class SyntheticCrops(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
             rng = np.random.default_rng(99)
             self.batches = [
@@ -295,7 +293,7 @@ def main() -> None:
         holdout = holdout_set(args.data)
         br = br_sample(args.data, len(holdout))
         write_manifest(staging, manifest_for(staging, ck, {}, {}))  # so the runtime loads it
-        accuracy = {
+        accuracy: dict[str, Any] = {
             "runtime": "edge.inference.recognizer.PlateRecognizer (onnxruntime CPU, greedy CTC)",
             "us_holdout": measure(staging, holdout),
             "br_train_sample": measure(staging, br) | {"note": "training data: not a hold-out"},

@@ -96,7 +96,9 @@ def greedy_decode(logits: np.ndarray) -> list[str]:
 # --------------------------------------------------------------------------- model
 
 
-def conv_bn(cin: int, cout: int, kernel: tuple[int, int] = (3, 3), pad: tuple[int, int] = (1, 1)):
+def conv_bn(
+    cin: int, cout: int, kernel: tuple[int, int] = (3, 3), pad: tuple[int, int] = (1, 1)
+) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, kernel, padding=pad, bias=False),
         nn.BatchNorm2d(cout),
@@ -182,7 +184,7 @@ def augment_real(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     return crop
 
 
-class BatchStream(torch.utils.data.IterableDataset):
+class BatchStream(torch.utils.data.IterableDataset[dict[str, torch.Tensor]]):
     """Endless batches for one worker process: synthetic + real + non-plate crops."""
 
     def __init__(self, data: Path, seed: int) -> None:
