@@ -24,16 +24,15 @@ from typing import Any
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
-
-from synth.scenes import read_voc_boxes  # noqa: E402
-from synth.splits import HOLDOUT_TENTHS  # noqa: E402
+sys.path.insert(0, str(REPO))  # `python scripts/export_detector.py` puts only scripts/ there
 
 from edge.inference.detector import FORMAT, KIND, PlateDetector  # noqa: E402
 from edge.inference.session import sha256_file  # noqa: E402
+from scripts.synth.scenes import read_voc_boxes  # noqa: E402
+from scripts.synth.splits import HOLDOUT_TENTHS  # noqa: E402
 
 DEFAULT_INPUT_SIZE = 768
 OPSET = 17
@@ -68,6 +67,12 @@ def load_eval_set(data: Path, name: str) -> list[tuple[Path, list[Box]]]:
     return items
 
 
+def read_bgr(path: Path) -> npt.NDArray[np.uint8] | None:
+    """The image as 8-bit BGR (what cv2.imread gives with IMREAD_COLOR), or None."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return None if img is None else np.asarray(img, dtype=np.uint8)
+
+
 def iou(a: Box, b: Box) -> float:
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -82,7 +87,7 @@ def evaluate(detector: PlateDetector, data: Path, name: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     items = load_eval_set(data, name)
     for path, gts in items:
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        img = read_bgr(path)
         if img is None:
             continue
         dets = detector.detect(img)
@@ -119,7 +124,7 @@ def threshold_sweep(model: Path, data: Path, threads: int) -> dict[str, Any]:
     scored: list[tuple[float, bool]] = []
     n_gt = 0
     for path, gts in load_eval_set(data, "ro-plates-voc/valid"):
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        img = read_bgr(path)
         if img is None:
             continue
         n_gt += len(gts)
@@ -164,7 +169,8 @@ def measure_speed(model: Path, input_size: int, threads: int, runs: int = 20) ->
 def export_onnx(checkpoint: Path, out: Path) -> dict[str, Any]:
     import onnx
     import torch
-    from train_detector import ExportWrapper, PlateNet
+
+    from scripts.train_detector import ExportWrapper, PlateNet
 
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
     net = PlateNet(ck.get("width", 1.0))
@@ -304,9 +310,14 @@ class CalibrationFrames:
 
     def __init__(self, detector: PlateDetector, data: Path, n: int = 48) -> None:
         paths = sorted((data / "ro-plates-voc" / "train" / "images").glob("*.jpg"))[::4][:n]
-        self._blobs: Iterator[np.ndarray] = (
-            detector.preprocess(cv2.imread(str(p)))[0] for p in paths
-        )
+        self._blobs: Iterator[np.ndarray] = (detector.preprocess(self._read(p))[0] for p in paths)
+
+    @staticmethod
+    def _read(path: Path) -> npt.NDArray[np.uint8]:
+        img = read_bgr(path)
+        if img is None:
+            raise FileNotFoundError(f"cannot read calibration frame {path}")
+        return img
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         blob = next(self._blobs, None)

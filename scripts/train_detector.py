@@ -30,9 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# `python scripts/train_detector.py` puts only scripts/ on sys.path; the imports are from the root
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from synth.scenes import SceneBank, make_sample
+from scripts.synth.scenes import SceneBank, make_sample
 
 log = logging.getLogger("train_detector")
 
@@ -67,7 +68,7 @@ class SeparableBlock(nn.Module):
         self.residual = stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.pw(self.dw(x))
+        y: torch.Tensor = self.pw(self.dw(x))
         return x + y if self.residual else y
 
 
@@ -301,7 +302,9 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
 
-    net = PlateNet(args.width).to(memory_format=torch.channels_last)
+    net = PlateNet(args.width)
+    # in place, as Module.to always is; torch's overloads leave out its memory_format keyword
+    net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     ema = PlateNet(args.width)
     ema.load_state_dict(net.state_dict())
     ema.eval()
@@ -368,7 +371,7 @@ def main() -> None:
         l_hm, l_reg = losses(logits, corners, hm, keep, reg, wreg, hgt)
         loss = l_hm + 2.0 * l_reg
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        torch.autograd.backward(loss)  # what loss.backward() does; Tensor.backward is unannotated
         nn.utils.clip_grad_norm_(net.parameters(), 5.0)
         opt.step()
         step += 1

@@ -260,7 +260,7 @@ def _design_pool() -> tuple[np.ndarray, ...]:
     pick = np.random.default_rng(1234).permutation(len(files))[:400]
     images = _read_images([files[i] for i in pick], (240, 120))
     washed = []
-    mask = np.zeros((120, 1), np.float32)
+    mask: np.ndarray = np.zeros((120, 1), np.float32)
     mask[26:96] = 1.0
     mask = cv2.GaussianBlur(mask, (1, 15), 4)[:, :, None]
     for img in images:
@@ -301,7 +301,8 @@ def _glyph(path: Path, text: str) -> np.ndarray:
     """Tight alpha mask (float32 0..1) of ``text`` rendered at 64 px; cached per font."""
     font = _font(path, 64)
     left, top, right, bottom = font.getbbox(text)
-    w, h = max(1, right - left + 4), max(1, bottom - top + 4)
+    # getbbox gives ints for a FreeType font; the stubs say float
+    w, h = max(1, int(right - left) + 4), max(1, int(bottom - top) + 4)
     canvas = Image.new("L", (w, h), 0)
     ImageDraw.Draw(canvas).text((2 - left, 2 - top), text, font=font, fill=255)
     mask = np.asarray(canvas, dtype=np.float32) / 255.0
@@ -378,7 +379,15 @@ def random_text(rng: np.random.Generator, style: str = "us") -> str:
     if style == "eu_fr":
         return _pattern_text(rng, "LL-DDD-LL")
     if style == "eu_nl":
-        pats = ("LL-DD-LL", "DD-LLL-D", "D-LLL-DD", "LL-DDD-L", "L-DDD-LL", "LLL-DD-L", "DD-LL-LL")
+        pats: tuple[str, ...] = (
+            "LL-DD-LL",
+            "DD-LLL-D",
+            "D-LLL-DD",
+            "LL-DDD-L",
+            "L-DDD-LL",
+            "LLL-DD-L",
+            "DD-LL-LL",
+        )
         return _pattern_text(rng, pats[rng.integers(len(pats))])
     if style == "eu_ro":
         pats = ("L DD LLL", "L DDD LLL", "LL DD LLL")
@@ -414,7 +423,7 @@ def _jitter(rng: np.random.Generator, color: tuple[int, ...], amount: int = 18) 
 
 def _background(rng: np.random.Generator, w: int, h: int, base: tuple[int, ...]) -> np.ndarray:
     """Solid, gradient or two-tone plate background around ``base``."""
-    img = np.empty((h, w, 3), np.float32)
+    img: np.ndarray = np.empty((h, w, 3), np.float32)
     img[:] = _jitter(rng, base)
     kind = rng.random()
     if kind < 0.4:
@@ -438,7 +447,8 @@ def _background(rng: np.random.Generator, w: int, h: int, base: tuple[int, ...])
             layer = img.copy()
             cv2.ellipse(layer, c, axes, float(rng.uniform(0, 180)), 0, 360, col, -1)
             img = cv2.addWeighted(img, 0.6, layer, 0.4, 0)
-    return np.clip(img, 0, 255).astype(np.uint8)
+    clipped: np.ndarray = np.clip(img, 0, 255)
+    return clipped.astype(np.uint8)
 
 
 def _draw_logo(rng: np.random.Generator, canvas: np.ndarray, cx: int, cy: int, r: int) -> None:
@@ -447,12 +457,12 @@ def _draw_logo(rng: np.random.Generator, canvas: np.ndarray, cx: int, cy: int, r
     if kind == 0:
         cv2.circle(canvas, (cx, cy), r, color, -1, cv2.LINE_AA)
     elif kind == 1:  # star
-        pts = []
+        star = []
         for k in range(10):
             rr = r if k % 2 == 0 else r * 0.45
             a = -np.pi / 2 + k * np.pi / 5
-            pts.append((cx + rr * np.cos(a), cy + rr * np.sin(a)))
-        cv2.fillPoly(canvas, [np.array(pts, np.int32)], color, cv2.LINE_AA)
+            star.append((cx + rr * np.cos(a), cy + rr * np.sin(a)))
+        cv2.fillPoly(canvas, [np.array(star, np.int32)], color, cv2.LINE_AA)
     elif kind == 2:  # state outline-ish blob
         pts = np.array(
             [
@@ -491,8 +501,8 @@ def _draw_main_text(
     glyphs: list[tuple[str, np.ndarray | None, float]] = []
     for c in text:
         if c in ALPHABET:
-            g = _glyph(font, c)
-            glyphs.append((c, g, g.shape[1] / g.shape[0] * squeeze))
+            glyph = _glyph(font, c)
+            glyphs.append((c, glyph, glyph.shape[1] / glyph.shape[0] * squeeze))
         elif c == " ":
             glyphs.append((c, None, rng.uniform(0.15, 0.45)))
         elif c in "-.":
@@ -656,7 +666,7 @@ def _render_us(rng: np.random.Generator, text: str, variant: str) -> _Plate:
     if designs:
         canvas = designs[rng.integers(len(designs))].copy()
         lum = float(cv2.cvtColor(canvas[30:90], cv2.COLOR_BGR2GRAY).mean())
-        ink = _pick(rng, _DARK_INKS if lum > 110 else _LIGHT_INKS)
+        ink: tuple[int, ...] = _pick(rng, _DARK_INKS if lum > 110 else _LIGHT_INKS)
         header = rng.random() < 0.15
     else:
         dark = variant == "us_dark"
@@ -982,7 +992,7 @@ def _geometry(rng: np.random.Generator, image: np.ndarray, tight_side: str | Non
 
 
 def _photometric(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
-    f = img.astype(np.float32)
+    f: np.ndarray = img.astype(np.float32)  # float64 after some of the steps below
     h, w = f.shape[:2]
     r = rng.random()
     if r < 0.15:  # IR: near-monochrome, retroreflective plate glows, high contrast
@@ -1039,7 +1049,7 @@ def _blur_noise_jpeg(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     r = rng.random()
     if r < 0.25:  # motion blur along a random direction
         k = int(rng.integers(3, max(4, min(9, h // 7))))
-        kernel = np.zeros((k, k), np.float32)
+        kernel: np.ndarray = np.zeros((k, k), np.float32)
         kernel[k // 2, :] = 1.0
         rot = cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), float(rng.uniform(0, 180)), 1.0)
         kernel = cv2.warpAffine(kernel, rot, (k, k))
@@ -1058,8 +1068,9 @@ def _blur_noise_jpeg(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
             img = cv2.resize(small, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
     if rng.random() < 0.7:
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(15, 95))])
-        if ok:
-            img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
+        if decoded is not None:
+            img = decoded
     return img
 
 

@@ -19,12 +19,14 @@ import logging
 import sys
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
-from synth.splits import is_holdout
+
+from scripts.synth.splits import is_holdout
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +160,7 @@ class SyntheticPlates:
     POOL_SIZE = 400
 
     def __init__(self) -> None:
-        self._render = None
+        self._render: Callable[[np.random.Generator], tuple[np.ndarray, str]] | None = None
         self._next_poll = 0.0
         self._failures = 0
         self._pool: list[np.ndarray] = []
@@ -186,10 +188,10 @@ class SyntheticPlates:
             if not path.is_file():
                 return None
             try:
-                if "synth.plates" in sys.modules:
-                    mod = importlib.reload(sys.modules["synth.plates"])
+                if "scripts.synth.plates" in sys.modules:
+                    mod = importlib.reload(sys.modules["scripts.synth.plates"])
                 else:
-                    mod = importlib.import_module("synth.plates")
+                    mod = importlib.import_module("scripts.synth.plates")
                 self._render = mod.render_plate_clean
                 log.info("synthetic plates from %s are now in the mix", path)
             except Exception as exc:
@@ -526,7 +528,7 @@ def texture_background(rng: np.random.Generator, bank: SceneBank, size: int) -> 
         # a mosaic of real vehicle photos: clutter that contains car-like structure
         n = int(rng.integers(1, 4))
         cell = size // n + 1
-        img = np.zeros((size, size, 3), np.uint8)
+        img: np.ndarray = np.zeros((size, size, 3), np.uint8)
         for i in range(n):
             for j in range(n):
                 v = bank.vehicles[int(rng.integers(len(bank.vehicles)))]
@@ -584,17 +586,17 @@ def augment(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     if rng.random() < 0.25:  # motion or focus blur
         if rng.random() < 0.5:
             k = int(rng.integers(3, 9))
-            kern = np.zeros((k, k), np.float32)
+            kern: np.ndarray = np.zeros((k, k), np.float32)
             kern[k // 2, :] = 1.0 / k
             rot = cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), rng.uniform(0, 180), 1)
             kern = cv2.warpAffine(kern, rot, (k, k))
             out = cv2.filter2D(out, -1, kern / max(kern.sum(), 1e-6))
         else:
             out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.5, 1.8))
-    f = out.astype(np.float32)
+    f: np.ndarray = out.astype(np.float32)  # float64 after some of the steps below
     r = rng.random()
     if r < 0.15:  # IR night: monochrome, plates bright against dark
-        g = cv2.cvtColor(out, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        g: np.ndarray = cv2.cvtColor(out, cv2.COLOR_BGR2GRAY).astype(np.float32)
         g = 255 * (g / 255) ** rng.uniform(0.6, 1.6) * rng.uniform(0.7, 1.3)
         f = np.repeat(g[..., None], 3, axis=2)
     elif r < 0.3:  # low light
@@ -628,8 +630,9 @@ def augment(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     if rng.random() < 0.5:
         q = int(rng.integers(20, 95))
         ok, enc = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, q])
-        if ok:
-            out = cv2.imdecode(enc, cv2.IMREAD_COLOR)
+        decoded = cv2.imdecode(enc, cv2.IMREAD_COLOR) if ok else None
+        if decoded is not None:
+            out = decoded
     return out
 
 
