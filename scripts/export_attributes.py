@@ -27,24 +27,22 @@ import cv2
 import numpy as np
 import torch
 
-SCRIPTS = Path(__file__).resolve().parent
-REPO = SCRIPTS.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(SCRIPTS))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # `python scripts/export_attributes.py` puts only scripts/ there
 
-from train_attributes import (  # noqa: E402
+from edge.inference.attributes import AttributeClassifier  # noqa: E402
+from edge.inference.session import sha256_file  # noqa: E402
+from scripts.synth.splits import is_holdout  # noqa: E402
+from scripts.train_attributes import (  # noqa: E402
     COLOUR_MAP,
     TASKS,
     TYPE_MAP,
+    SmallClassifier,
     Task,
     build_model,
     load_us_crops,
     read_rows,
 )
-
-from edge.inference.attributes import AttributeClassifier  # noqa: E402
-from edge.inference.session import sha256_file  # noqa: E402
-from scripts.synth.splits import is_holdout  # noqa: E402
 
 OPSET = 17
 OUTPUTS = {
@@ -73,6 +71,9 @@ class FixedAdaptivePool(torch.nn.Module):
     """AdaptiveAvgPool2d for one known input size as two matrix products: the ONNX exporter
     refuses adaptive pooling whose output size does not divide the input size."""
 
+    ph: torch.Tensor  # buffers, registered in __init__
+    pw_t: torch.Tensor
+
     def __init__(self, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> None:
         super().__init__()
         self.register_buffer("ph", pool_matrix(in_hw[0], out_hw[0]))
@@ -91,9 +92,9 @@ def pool_matrix(size: int, out: int) -> torch.Tensor:
     return m
 
 
-def exportable(model: torch.nn.Module, task: Task) -> torch.nn.Module:
+def exportable(model: SmallClassifier, task: Task) -> SmallClassifier:
     """The model with its adaptive pooling fixed to the input size (same outputs)."""
-    features = model.features  # type: ignore[union-attr]
+    features = model.features
     pool = features[-1]
     if not isinstance(pool, torch.nn.AdaptiveAvgPool2d):
         return model

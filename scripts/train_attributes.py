@@ -208,7 +208,8 @@ class SmallClassifier(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        out: torch.Tensor = self.head(self.features(x))
+        return out
 
 
 def build_model(task: Task) -> SmallClassifier:
@@ -357,7 +358,7 @@ def degrade(rng: np.random.Generator, img: np.ndarray, *, grey_ok: bool) -> np.n
         kernel = np.zeros((k, k), np.float32)
         kernel[k // 2, :] = 1.0 / k
         img = cv2.filter2D(img, -1, kernel)
-    f = img.astype(np.float32)
+    f: np.ndarray = img.astype(np.float32)  # float32 throughout; numpy's stubs say float64
     r = rng.random()
     if grey_ok and r < 0.1:
         g = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float32)
@@ -373,8 +374,9 @@ def degrade(rng: np.random.Generator, img: np.ndarray, *, grey_ok: bool) -> np.n
     img = np.clip(f, 0, 255).astype(np.uint8)
     if rng.random() < 0.4:
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(20, 90))])
-        if ok:
-            img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
+        if decoded is not None:
+            img = decoded
     return img
 
 
