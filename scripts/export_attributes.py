@@ -61,9 +61,9 @@ DATA = {
     "type": "vehicle-type-crops train part; " + ", ".join(f"{k}->{v}" for k, v in TYPE_MAP.items()),
     "colour": "vehicle-colour train split; "
     + ", ".join(f"{k}->{v}" for k, v in COLOUR_MAP.items()),
-    "region": "us-plate-designs (all), openalpr-us-plate-crops train part, 300 "
-    "openalpr-br-plate-crops (BR), synthetic eu_de/eu_fr/eu_nl/eu_ro/br_* plates; all through "
-    "plates.augment_crop",
+    "region": "us-plate-designs (all), openalpr-us-plate-crops train part, 600 "
+    "openalpr-br-plate-crops (BRA), 200 synthetic plates per country (eu_de/eu_fr/eu_nl/eu_ro, "
+    "br_old/br_mercosul); all through plates.augment_crop",
 }
 
 
@@ -185,6 +185,39 @@ def measure(
     }
 
 
+def country_check(data: Path, model_path: Path) -> dict[str, Any]:
+    """Plates of openalpr-endtoend-eu/br (never trained on; countries not labelled per image):
+    how often the model names a country of the right group (EU codes, or BR)."""
+    from edge.inference.rectify import plate_crop
+    from edge.types import Detection
+
+    clf = AttributeClassifier(model_path, attribute="plate_region", threads=1)
+    out: dict[str, Any] = {}
+    for name, expected in (("eu", {"DEU", "FRA", "NLD", "ROU"}), ("br", {"BRA"})):
+        crops = []
+        for label_file in sorted((data / f"openalpr-endtoend-{name}").glob("*.txt")):
+            read = cv2.imread(str(label_file.with_suffix(".jpg")), cv2.IMREAD_COLOR)
+            if read is None:
+                continue
+            image = np.asarray(read, dtype=np.uint8)  # IMREAD_COLOR gives 8-bit BGR
+            for line in label_file.read_text().splitlines():
+                fields = line.split()
+                if len(fields) >= 6:
+                    x, y, w, h = (int(v) for v in fields[1:5])
+                    crops.append(plate_crop(image, Detection((x, y, x + w, y + h), 1.0)))
+        best = [r.scores[0] for r in clf.classify(crops)]
+        answered = [label for label, p in best if p >= 0.5]
+        out[name] = {
+            "plates": len(best),
+            "top1_in_group": round(sum(label in expected for label, _ in best) / len(best), 4),
+            "answered_at_0.5": round(len(answered) / len(best), 4),
+            "in_group_when_answered": round(
+                sum(label in expected for label in answered) / max(1, len(answered)), 4
+            ),
+        }
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -258,6 +291,8 @@ def main() -> None:
     write_atomic(onnx_path.with_suffix(".json"), json.dumps(manifest, indent=2).encode())
     result = measure(onnx_path, attribute, held_out(args.data, task))
     manifest["heldout"] = {"split": SPLITS[task.name], **result}
+    if task.name == "region":
+        manifest["reference_countries"] = country_check(args.data, onnx_path)
     write_atomic(onnx_path.with_suffix(".json"), (json.dumps(manifest, indent=2) + "\n").encode())
     print(json.dumps({"model": str(onnx_path), **manifest["heldout"]}, indent=2))
 

@@ -18,10 +18,11 @@ Data and held-out splits (never trained on, measured by the export script):
 * ``colour``: ``vehicle-colour``, its own ``split`` column (test held out). Classes: black,
   blue, brown (brown/beige), green, grey (the data's silver), red, white, yellow (yellow/gold)
   and other (the data's pink: rare on roads, and kept apart so it is not forced into red).
-* ``region``: 51 US jurisdictions (50 states + DC) and DE, FR, NL, RO, BR. Data:
+* ``region``: 51 US jurisdictions (50 states + DC, postal codes) and the countries DEU, FRA,
+  NLD, ROU, BRA (ISO 3166-1 alpha-3, so that Germany is not Delaware). Data:
   ``us-plate-designs`` (reference artwork, state label), the TRAIN part of
   ``openalpr-us-plate-crops`` (hash rule; the held-out 30% is the measurement set),
-  ``openalpr-br-plate-crops`` (BR) and synthetic eu_de/eu_fr/eu_nl/eu_ro/br_* plates from
+  600 ``openalpr-br-plate-crops`` (BRA) and 200 synthetic eu_de/eu_fr/eu_nl/eu_ro/br_* plates from
   scripts/synth/plates.py; every plate goes through ``plates.augment_crop`` (perspective,
   margins, blur, low light, IR, glare, JPEG) to look like a camera crop.
 
@@ -141,13 +142,16 @@ US_CODES = tuple(
     ]
 )
 COUNTRY_STYLES = {
-    "DE": ("eu_de",),
-    "FR": ("eu_fr",),
-    "NL": ("eu_nl",),
-    "RO": ("eu_ro",),
-    "BR": ("br_old", "br_mercosul"),
+    "DEU": ("eu_de",),
+    "FRA": ("eu_fr",),
+    "NLD": ("eu_nl",),
+    "ROU": ("eu_ro",),
+    "BRA": ("br_old", "br_mercosul"),
 }
+"""Countries by ISO 3166-1 alpha-3: two letters would collide with US codes (DE, Delaware)."""
 REGION_CLASSES = US_CODES + tuple(COUNTRY_STYLES)
+if len(set(REGION_CLASSES)) != len(REGION_CLASSES):
+    raise SystemExit("region labels must be distinct")
 
 VEHICLE_SIZE = (64, 64)
 """Height, width of the vehicle classifiers' input."""
@@ -156,6 +160,8 @@ STORE_SIZE = 80
 """Vehicle images are kept at 80x80 so crop jitter still has pixels to take."""
 PLATE_STORE = (120, 240)
 BATCH = 64
+BR_REAL = 600
+"""Real Brazilian crops among the non-US plates (200 synthetic ones per country beside them)."""
 
 
 @dataclass(frozen=True)
@@ -285,15 +291,15 @@ def load_region_sources(data: Path, rng: np.random.Generator) -> list[list[tuple
     real = [(resize(img, PLATE_STORE), k) for img, k in load_us_crops(data, holdout=False)]
     foreign = []
     for code, styles in COUNTRY_STYLES.items():
-        for i in range(160):
+        for i in range(200):
             img, _ = plates.render_plate_clean(rng, style=styles[i % len(styles)])
             foreign.append((img, REGION_CLASSES.index(code)))
     br = data / "openalpr-br-plate-crops"
     br_rows = read_rows(br / "labels.csv")
-    for i in rng.permutation(len(br_rows))[:300]:
+    for i in rng.permutation(len(br_rows))[:BR_REAL]:
         img = cv2.imread(str(br / br_rows[i]["file"]), cv2.IMREAD_COLOR)
         if img is not None:
-            foreign.append((img, REGION_CLASSES.index("BR")))
+            foreign.append((img, REGION_CLASSES.index("BRA")))
     return [designs, real, foreign]
 
 

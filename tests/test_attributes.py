@@ -318,6 +318,9 @@ def test_make_model_is_off_unless_configured_and_labels_must_fit(
     assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
     with pytest.raises(ValueError, match="together"):
         ModelSettings(make_model=model)
+    labels.write_text("Ford|Focus\nFord|Focus\nKia|Rio\n", encoding="utf-8")
+    with pytest.raises(ModelError, match="distinct"):
+        AttributeClassifier(model, attribute="make_model", labels_file=labels)
 
 
 # --------------------------------------------------------------------------- the read

@@ -91,6 +91,8 @@ class AttributeClassifier:
             or not all(isinstance(x, str) and x for x in labels)
         ):
             raise self._fail("labels must be a non-empty list of non-empty strings")
+        if len(set(labels)) != len(labels):
+            raise self._fail("labels must be distinct (votes add up by label)")
         self.labels: tuple[str, ...] = tuple(labels)
         try:
             self.input_height = int(m["input_height"])
