@@ -95,10 +95,13 @@ heading_deg = 90.0
         with lock:
             received.append(payload)
         plate = payload["plate"]
+        region = (plate.get("region") or {}).get("code")
+        vehicle = payload.get("vehicle") or {}
         print(
             f"  <- {msg.topic} seq={payload.get('seq')} plate={plate['text']!r} "
-            f"conf={plate['confidence']:.2f} status={plate['status']} "
-            f"direction={payload['direction']}",
+            f"conf={plate['confidence']:.2f} status={plate['status']} region={region} "
+            f"vehicle={vehicle.get('color')}/{vehicle.get('type')} "
+            f"direction={payload['direction']} signed={'signature' in payload}",
             flush=True,
         )
 
