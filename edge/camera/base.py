@@ -56,6 +56,30 @@ class FrameSource(Protocol):
         """Release the device or stream. Safe to call twice or before open()."""
 
 
+class SourceBase:
+    """The FrameSource properties every backend keeps alike; subclasses set the attributes."""
+
+    _camera_id: str
+    _fps: float | None
+    _size: tuple[int, int] | None
+
+    @property
+    def fps(self) -> float | None:
+        return self._fps
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        return self._size
+
+    @property
+    def description(self) -> str:
+        return f"camera {self._camera_id} ({self._label()})"
+
+    def _label(self) -> str:
+        """What the source is, credentials stripped: the part of description after the id."""
+        raise NotImplementedError
+
+
 def parse_options(
     query: str, allowed: dict[str, type[int] | type[float] | type[str]], where: str
 ) -> dict[str, int | float | str]:

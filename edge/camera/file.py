@@ -9,7 +9,7 @@ from urllib.parse import unquote, urlsplit
 
 import cv2
 
-from edge.camera.opencv import capture_fps, capture_size, grab_frame
+from edge.camera.opencv import VideoCaptureSource, grab_frame
 from edge.errors import CameraError
 from edge.types import Frame
 
@@ -23,7 +23,7 @@ def path_from_file_url(url: str) -> Path:
     return Path(unquote(host + parts.path))
 
 
-class FileSource:
+class FileSource(VideoCaptureSource):
     """A clip decoded by OpenCV's FFmpeg backend. read() returns None at its end.
 
     With ``realtime`` frame ``i`` is not handed out before ``start + i / fps``, ``start``
@@ -34,26 +34,13 @@ class FileSource:
     is_live = False
 
     def __init__(self, path: Path, *, camera_id: str, realtime: bool = True) -> None:
+        super().__init__(camera_id=camera_id)
         self.path = path
         self.realtime = realtime
-        self._camera_id = camera_id
-        self._cap: cv2.VideoCapture | None = None
-        self._fps: float | None = None
-        self._size: tuple[int, int] | None = None
-        self._index = 0
         self._start: float | None = None
 
-    @property
-    def fps(self) -> float | None:
-        return self._fps
-
-    @property
-    def size(self) -> tuple[int, int] | None:
-        return self._size
-
-    @property
-    def description(self) -> str:
-        return f"camera {self._camera_id} (file {self.path})"
+    def _label(self) -> str:
+        return f"file {self.path}"
 
     def open(self) -> None:
         if self._cap is not None:
@@ -67,9 +54,7 @@ class FileSource:
                 f"{self.description}: cannot decode {self.path}; is it a video file "
                 "(mp4, mkv, avi) with a codec FFmpeg knows?"
             )
-        self._cap = cap
-        self._fps = capture_fps(cap)
-        self._size = capture_size(cap)
+        self._attach(cap)
         self._index = 0
         self._start = None
         if self.realtime and self._fps is None:
@@ -92,8 +77,3 @@ class FileSource:
             return None
         self._index += 1
         return frame
-
-    def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None

@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 import cv2
 
-from edge.camera.base import parse_options, redact_url
+from edge.camera.base import SourceBase, parse_options, redact_url
 from edge.errors import CameraError
 from edge.types import Frame, ImageArray
 
@@ -51,30 +51,39 @@ def _as_bgr(image: cv2.typing.MatLike) -> ImageArray:
     return image  # type: ignore[return-value]  # the stubs type every Mat as any-dtype
 
 
-class _OpenCVLiveSource:
+class VideoCaptureSource(SourceBase):
+    """A source read through one cv2.VideoCapture, held while open."""
+
+    def __init__(self, *, camera_id: str) -> None:
+        self._camera_id = camera_id
+        self._cap: cv2.VideoCapture | None = None
+        self._fps = None
+        self._size = None
+        self._index = 0  # a live camera keeps counting across reconnects: indexes stay unique
+
+    def _attach(self, cap: cv2.VideoCapture) -> None:
+        """Hold an opened capture and take its frame rate and size."""
+        self._cap = cap
+        self._fps = capture_fps(cap)
+        self._size = capture_size(cap)
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class _OpenCVLiveSource(VideoCaptureSource):
     """A live camera behind cv2.VideoCapture; subclasses say how to open it."""
 
     is_live = True
 
     def __init__(self, source: str, *, camera_id: str) -> None:
+        super().__init__(camera_id=camera_id)
         self._source = source
-        self._camera_id = camera_id
-        self._cap: cv2.VideoCapture | None = None
-        self._fps: float | None = None
-        self._size: tuple[int, int] | None = None
-        self._index = 0  # keeps counting across reconnects: indexes stay unique per camera
 
-    @property
-    def fps(self) -> float | None:
-        return self._fps
-
-    @property
-    def size(self) -> tuple[int, int] | None:
-        return self._size
-
-    @property
-    def description(self) -> str:
-        return f"camera {self._camera_id} ({redact_url(self._source)})"
+    def _label(self) -> str:
+        return redact_url(self._source)
 
     def _capture(self) -> cv2.VideoCapture:
         raise NotImplementedError
@@ -89,9 +98,7 @@ class _OpenCVLiveSource:
         if not cap.isOpened():
             cap.release()
             raise CameraError(f"{self.description}: cannot open: {self._open_hint()}")
-        self._cap = cap
-        self._fps = capture_fps(cap)
-        self._size = capture_size(cap)
+        self._attach(cap)
 
     def read(self) -> Frame | None:
         if self._cap is None:
@@ -103,11 +110,6 @@ class _OpenCVLiveSource:
         if self._size is None:
             self._size = (frame.image.shape[1], frame.image.shape[0])
         return frame
-
-    def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
 
 
 class RtspSource(_OpenCVLiveSource):

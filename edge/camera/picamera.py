@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from edge.camera.base import parse_options
+from edge.camera.base import SourceBase, parse_options
 from edge.errors import CameraError
 from edge.types import Frame
 
@@ -24,13 +24,14 @@ _BOOTTIME: int | None = getattr(time, "CLOCK_BOOTTIME", None)
 _MAX_SENSOR_AGE_S = 2.0
 
 
-class PicameraSource:
+class PicameraSource(SourceBase):
     """Options: ``width``, ``height`` (default 1920x1080), ``fps``."""
 
     is_live = True
     _OPTIONS: ClassVar[dict[str, type[int] | type[float] | type[str]]] = {
         "width": int, "height": int, "fps": float,
     }  # fmt: skip
+    _size: tuple[int, int]  # always known: from the options or the default
 
     def __init__(self, source: str, *, camera_id: str) -> None:
         self._source = source
@@ -47,17 +48,8 @@ class PicameraSource:
         self._camera: Any = None  # picamera2 ships no type information
         self._index = 0
 
-    @property
-    def fps(self) -> float | None:
-        return self._fps
-
-    @property
-    def size(self) -> tuple[int, int] | None:
-        return self._size
-
-    @property
-    def description(self) -> str:
-        return f"camera {self._camera_id} ({self._source})"
+    def _label(self) -> str:
+        return self._source
 
     def open(self) -> None:
         if self._camera is not None:
