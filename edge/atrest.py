@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import logging
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +31,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from edge.config import Settings, credential_path
 from edge.errors import ConfigError
+from edge.keyfiles import create_key_file, read_key_file
 
 log = logging.getLogger(__name__)
 
@@ -109,15 +108,7 @@ def load_cipher(settings: Settings) -> StorageCipher | None:
     if settings.storage.encryption_key_file is None and not path.exists():
         _create_key(path)
     where = f"storage key {path}"
-    try:
-        text = path.read_bytes()
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: no such file (storage.encryption_key_file)") from None
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read: {exc.strerror}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("%s is readable by other users (mode %o); chmod 600 it", where, mode & 0o777)
+    text = read_key_file(path, where, "storage.encryption_key_file")
     try:
         key = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
@@ -129,18 +120,5 @@ def load_cipher(settings: Settings) -> StorageCipher | None:
 
 def _create_key(path: Path) -> None:
     data = base64.b64encode(os.urandom(KEY_BYTES)) + b"\n"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise ConfigError(f"storage key {path}: cannot create: {exc.strerror}") from None
+    create_key_file(path, data, f"storage key {path}", sync_dir=False)
     log.info("made a new storage encryption key in %s", path)

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import logging
-import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from edge.config import Settings, credential_path
 from edge.errors import ConfigError
 from edge.events import SIGNATURE_KEY, signing_input
+from edge.keyfiles import create_key_file, read_key_file
 
 log = logging.getLogger(__name__)
 
@@ -97,15 +95,7 @@ def load_signer(settings: Settings) -> EventSigner:
 
 def _load_key(path: Path) -> Ed25519PrivateKey:
     where = f"signing key {path}"
-    try:
-        data = path.read_bytes()
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: no such file (signing_key_file)") from None
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read: {exc.strerror}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("%s is readable by other users (mode %o); chmod 600 it", where, mode & 0o777)
+    data = read_key_file(path, where, "signing_key_file")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
@@ -122,23 +112,5 @@ def _create_key(path: Path) -> None:
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, pem)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise ConfigError(f"signing key {path}: cannot create: {exc.strerror}") from None
+    create_key_file(path, pem, f"signing key {path}", sync_dir=True)
     log.info("made a new device signing key in %s", path)
