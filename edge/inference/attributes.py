@@ -35,7 +35,7 @@ import numpy.typing as npt
 
 from edge.config import ModelSettings
 from edge.errors import ModelError
-from edge.inference.session import create_session, load_manifest
+from edge.inference.session import create_session, load_manifest, model_version
 from edge.types import ImageArray, LabelScores, PlateObservation, VehiclePass
 from edge.vehicle import vehicle_box, vehicle_crop, vote_labels
 
@@ -72,8 +72,7 @@ class AttributeClassifier:
         self._read_manifest(labels_file)
         self._session = create_session(self.model_path, providers=providers, threads=threads)
         self._check_graph()
-        sha = str(self.manifest["sha256"])
-        self.version: str = f"{self.manifest.get('name', self.model_path.stem)}@{sha[:12]}"
+        self.version: str = model_version(self.model_path, self.manifest)
 
     def _fail(self, reason: str) -> ModelError:
         return ModelError(f"{self.attribute} model {self.model_path}: {reason}")

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import InputError, ModelError
-from edge.inference.session import create_session, load_manifest
+from edge.inference.session import create_session, load_manifest, model_version, probe_run
 from edge.types import Detection, ImageArray, Point
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class PlateDetector:
         self.model_path = Path(model_path)
         self.manifest: dict[str, Any] = load_manifest(self.model_path)
         self._check_manifest()
-        self.version: str = f"{self.manifest['name']}@{self.manifest['sha256'][:12]}"
+        self.version: str = model_version(self.model_path, self.manifest)
         self.stride: int = int(self.manifest["stride"])
         size = int(self.manifest["input_size"]) if input_size is None else int(input_size)
         if size < SIZE_MULTIPLE or size % SIZE_MULTIPLE:
@@ -138,10 +138,7 @@ class PlateDetector:
                 raise self._fail(f"output {name!r} shape {oshape} is not (N, {channels}, h, w)")
             names.append(name)
         probe = np.zeros((1, 3, 2 * SIZE_MULTIPLE, 3 * SIZE_MULTIPLE), np.float32)
-        try:
-            heat, corners = self._session.run(names, {inputs[0].name: probe})
-        except Exception as exc:  # onnxruntime raises several untyped errors
-            raise self._fail(f"test inference failed: {str(exc).strip()[:200]}") from None
+        heat, corners = probe_run(self._session, names, {inputs[0].name: probe}, self._fail)
         grid = (2 * SIZE_MULTIPLE // self.stride, 3 * SIZE_MULTIPLE // self.stride)
         if heat.shape != (1, 1, *grid) or corners.shape != (1, 8, *grid):
             raise self._fail(
@@ -184,12 +181,7 @@ class PlateDetector:
 
     def detect(self, image: ImageArray) -> list[Detection]:
         """Plates in ``image`` (BGR, H x W x 3, uint8), best first, in that image's pixels."""
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise InputError(
-                f"detector needs an H x W x 3 uint8 BGR image; got {image.shape} {image.dtype}"
-            )
-        if image.shape[0] < 1 or image.shape[1] < 1:
-            raise InputError(f"detector got an empty image {image.shape}")
+        check_frame(image)
         blob, sx, sy = self.preprocess(image)
         heat, offsets = self._session.run(self._output_names, {self._input_name: blob})
         return self._decode(heat[0, 0], offsets[0], sx, sy, image.shape[1], image.shape[0])
@@ -235,6 +227,16 @@ class PlateDetector:
                 )
             )
         return out
+
+
+def check_frame(image: ImageArray) -> None:
+    """InputError unless ``image`` is a non-empty H x W x 3 uint8 (BGR) image."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise InputError(
+            f"detector needs an H x W x 3 uint8 BGR image; got {image.shape} {image.dtype}"
+        )
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise InputError(f"detector got an empty image {image.shape}")
 
 
 def box_iou(

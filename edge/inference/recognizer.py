@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import InputError, ModelError
-from edge.inference.session import create_session, load_manifest
+from edge.inference.session import create_session, load_manifest, model_version, probe_run
 from edge.types import CharCandidate, CharSlot, ImageArray, PlateStatus, Recognition
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,7 @@ class PlateRecognizer:
         self._read_manifest()
         self._session = create_session(self.model_path, providers=providers, threads=threads)
         self._check_graph()
-        sha = str(self.manifest["sha256"])
-        self.version: str = f"{self.manifest.get('name', self.model_path.stem)}@{sha[:12]}"
+        self.version: str = model_version(self.model_path, self.manifest)
 
     # ------------------------------------------------------------------ loading checks
 
@@ -127,10 +126,7 @@ class PlateRecognizer:
         # Shapes can be symbolic in the graph, so run one blank crop to see the real ones.
         dummy = np.zeros((1, *expected), dtype=np.float32)
         names = [LOGITS_OUTPUT, STATUS_OUTPUT] if self._has_status else [LOGITS_OUTPUT]
-        try:
-            results = self._session.run(names, {self._input_name: dummy})
-        except Exception as exc:  # onnxruntime raises untyped errors for broken graphs
-            raise self._fail(f"test inference failed: {str(exc).strip()[:200]}") from None
+        results = probe_run(self._session, names, {self._input_name: dummy}, self._fail)
         logits = np.asarray(results[0])
         n_classes = len(self.alphabet) + 1
         if logits.ndim != 3 or logits.shape[0] != 1 or logits.shape[2] != n_classes:
@@ -168,12 +164,7 @@ class PlateRecognizer:
 
     def recognize(self, crops: Sequence[ImageArray]) -> list[Recognition]:
         """Read every crop in one batched model call; one Recognition per crop, in order."""
-        if len(crops) == 0:
-            return []
-        usable = [i for i, c in enumerate(crops) if c.size > 0 and min(c.shape[:2]) > 0]
-        results: list[Recognition] = [
-            Recognition(text="", confidence=0.0, chars=(), status=PlateStatus.NONE)
-        ] * len(crops)
+        usable, results = no_reads(crops)
         if not usable:
             return results
         batch = np.stack([self._preprocess(crops[i]) for i in usable])
@@ -214,6 +205,13 @@ class PlateRecognizer:
                 slots.append(CharSlot(self.alphabet[k - 1], float(run[k]), alternatives))
             t = end
         return tuple(slots)
+
+
+def no_reads(crops: Sequence[ImageArray]) -> tuple[list[int], list[Recognition]]:
+    """The indexes of the crops that hold pixels, and one empty read per crop to fill in."""
+    usable = [i for i, c in enumerate(crops) if c.size > 0 and min(c.shape[:2]) > 0]
+    empty = Recognition(text="", confidence=0.0, chars=(), status=PlateStatus.NONE)
+    return usable, [empty] * len(crops)
 
 
 def _softmax(logits: FloatArray) -> FloatArray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,3 +105,32 @@ def create_session(
         raise ModelError(f"model {model_path} cannot be loaded by onnxruntime: {first}") from None
     log.info("loaded %s with providers %s", model_path.name, session.get_providers())
     return session
+
+
+def model_version(model_path: Path, manifest: Mapping[str, Any]) -> str:
+    """``name@sha256-prefix``: how reads and logs name a model (the file's stem without a name)."""
+    return f"{manifest.get('name', model_path.stem)}@{str(manifest['sha256'])[:12]}"
+
+
+def check_kind_format(
+    manifest: Mapping[str, Any], kind: str, fmt: str, fail: Callable[[str], ModelError]
+) -> None:
+    """Raise ``fail(...)`` unless the manifest's kind and format are ``kind`` and ``fmt``."""
+    if manifest.get("kind") != kind or manifest.get("format") != fmt:
+        raise fail(
+            f"manifest kind/format is {manifest.get('kind')!r}/"
+            f"{manifest.get('format')!r}, expected {kind!r}/{fmt!r}"
+        )
+
+
+def probe_run(
+    session: ort.InferenceSession,
+    names: Sequence[str],
+    feed: Mapping[str, Any],
+    fail: Callable[[str], ModelError],
+) -> list[Any]:
+    """One test inference at load time, so a wrong model fails there, not on the first frame."""
+    try:
+        return list(session.run(list(names), dict(feed)))
+    except Exception as exc:  # onnxruntime raises several untyped errors for broken graphs
+        raise fail(f"test inference failed: {str(exc).strip()[:200]}") from None

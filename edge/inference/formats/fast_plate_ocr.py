@@ -39,9 +39,21 @@ from edge.inference.formats.plate_config import (
     plate_config_from_mapping,
     read_plate_config,
 )
-from edge.inference.recognizer import MAX_ALTERNATIVES, MIN_ALTERNATIVE_PROB, _recognition
-from edge.inference.session import create_session, load_manifest
-from edge.types import CharCandidate, CharSlot, ImageArray, PlateStatus, Recognition
+from edge.inference.recognizer import (
+    MAX_ALTERNATIVES,
+    MIN_ALTERNATIVE_PROB,
+    _recognition,
+    _softmax,
+    no_reads,
+)
+from edge.inference.session import (
+    check_kind_format,
+    create_session,
+    load_manifest,
+    model_version,
+    probe_run,
+)
+from edge.types import CharCandidate, CharSlot, ImageArray, Recognition
 
 log = logging.getLogger(__name__)
 
@@ -81,18 +93,13 @@ class FastPlateOcrRecognizer:
     ) -> None:
         self.model_path = Path(model_path)
         self.manifest: dict[str, Any] = load_manifest(self.model_path)
-        if self.manifest.get("kind") != KIND or self.manifest.get("format") != FORMAT:
-            raise self._fail(
-                f"manifest kind/format is {self.manifest.get('kind')!r}/"
-                f"{self.manifest.get('format')!r}, expected {KIND!r}/{FORMAT!r}"
-            )
+        check_kind_format(self.manifest, KIND, FORMAT, self._fail)
         self.config = self._read_config(plate_config)
         self.alphabet = self.config.alphabet
         self._pad = self.config.alphabet.index(self.config.pad_char)
         self._session = create_session(self.model_path, providers=providers, threads=threads)
         self._input_name, self._output_name = self._check_graph()
-        sha = str(self.manifest["sha256"])
-        self.version: str = f"{self.manifest.get('name', self.model_path.stem)}@{sha[:12]}"
+        self.version: str = model_version(self.model_path, self.manifest)
 
     # ------------------------------------------------------------------ loading checks
 
@@ -142,10 +149,9 @@ class FastPlateOcrRecognizer:
         names = [o.name for o in self._session.get_outputs()]
         output = PLATE_OUTPUT if PLATE_OUTPUT in names else names[0]
         probe = np.zeros((1, *expected), np.uint8)
-        try:
-            result = np.asarray(self._session.run([output], {inputs[0].name: probe})[0])
-        except Exception as exc:  # onnxruntime raises untyped errors for broken graphs
-            raise self._fail(f"test inference failed: {str(exc).strip()[:200]}") from None
+        result = np.asarray(
+            probe_run(self._session, [output], {inputs[0].name: probe}, self._fail)[0]
+        )
         want = cfg.max_plate_slots * len(cfg.alphabet)
         if result.shape[0] != 1 or result.size != want:
             raise self._fail(
@@ -193,12 +199,7 @@ class FastPlateOcrRecognizer:
 
     def recognize(self, crops: Sequence[ImageArray]) -> list[Recognition]:
         """Read every crop in one batched model call; one Recognition per crop, in order."""
-        if len(crops) == 0:
-            return []
-        usable = [i for i, c in enumerate(crops) if c.size > 0 and min(c.shape[:2]) > 0]
-        results: list[Recognition] = [
-            Recognition(text="", confidence=0.0, chars=(), status=PlateStatus.NONE)
-        ] * len(crops)
+        usable, results = no_reads(crops)
         if not usable:
             return results
         batch = np.stack([self._preprocess(crops[i]) for i in usable])
@@ -233,7 +234,4 @@ def _as_probabilities(values: FloatArray) -> FloatArray:
     """fast-plate-ocr models end in a softmax; a model exported without it gets one here."""
     if values.min() >= 0.0 and np.allclose(values.sum(axis=-1), 1.0, atol=1e-2):
         return values
-    shifted = values - values.max(axis=-1, keepdims=True)
-    e = np.exp(shifted)
-    out: FloatArray = (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
-    return out
+    return _softmax(values)

@@ -23,8 +23,15 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge.errors import InputError, ModelError
-from edge.inference.session import create_session, load_manifest
+from edge.errors import ModelError
+from edge.inference.detector import check_frame
+from edge.inference.session import (
+    check_kind_format,
+    create_session,
+    load_manifest,
+    model_version,
+    probe_run,
+)
 from edge.types import Detection, ImageArray
 
 log = logging.getLogger(__name__)
@@ -65,16 +72,11 @@ class Yolov9PlateDetector:
     ) -> None:
         self.model_path = Path(model_path)
         self.manifest: dict[str, Any] = load_manifest(self.model_path)
-        if self.manifest.get("kind") != KIND or self.manifest.get("format") != FORMAT:
-            raise self._fail(
-                f"manifest kind/format is {self.manifest.get('kind')!r}/"
-                f"{self.manifest.get('format')!r}, expected {KIND!r}/{FORMAT!r}"
-            )
+        check_kind_format(self.manifest, KIND, FORMAT, self._fail)
         if not 0.0 < score_threshold < 1.0:
             raise ValueError(f"score_threshold must be in (0, 1); got {score_threshold}")
         self.score_threshold = score_threshold
-        sha = str(self.manifest["sha256"])
-        self.version: str = f"{self.manifest.get('name', self.model_path.stem)}@{sha[:12]}"
+        self.version: str = model_version(self.model_path, self.manifest)
         self._session = create_session(self.model_path, providers=providers, threads=threads)
         self.input_size, self._input_name, self._output_name = self._check_graph(input_size)
 
@@ -106,10 +108,8 @@ class Yolov9PlateDetector:
         if size < MIN_INPUT or size % MIN_INPUT:
             raise self._fail(f"input size {size} is not a multiple of {MIN_INPUT}")
         probe = np.full((1, 3, size, size), PAD_VALUE / 255.0, np.float32)
-        try:
-            rows = np.asarray(self._session.run([outputs[0].name], {inputs[0].name: probe})[0])
-        except Exception as exc:  # onnxruntime raises several untyped errors
-            raise self._fail(f"test inference failed: {str(exc).strip()[:200]}") from None
+        result = probe_run(self._session, [outputs[0].name], {inputs[0].name: probe}, self._fail)
+        rows = np.asarray(result[0])
         if rows.ndim != 2 or rows.shape[1] != ROW_WIDTH:
             raise self._fail(f"output shape {list(rows.shape)} is not K x {ROW_WIDTH}")
         return size, inputs[0].name, outputs[0].name
@@ -141,12 +141,7 @@ class Yolov9PlateDetector:
 
     def detect(self, image: ImageArray) -> list[Detection]:
         """Plates in ``image`` (BGR, H x W x 3, uint8), best first, in that image's pixels."""
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise InputError(
-                f"detector needs an H x W x 3 uint8 BGR image; got {image.shape} {image.dtype}"
-            )
-        if image.shape[0] < 1 or image.shape[1] < 1:
-            raise InputError(f"detector got an empty image {image.shape}")
+        check_frame(image)
         blob, sx, sy, left, top = self.letterbox(image)
         rows = np.asarray(
             self._session.run([self._output_name], {self._input_name: blob})[0], np.float64
