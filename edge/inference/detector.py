@@ -61,9 +61,7 @@ class PlateDetector:
         if size < SIZE_MULTIPLE or size % SIZE_MULTIPLE:
             raise ValueError(f"detector input_size must be a multiple of 32, >= 32; got {size}")
         self.input_size = size
-        if not 0.0 < score_threshold < 1.0:
-            raise ValueError(f"score_threshold must be in (0, 1); got {score_threshold}")
-        self.score_threshold = score_threshold
+        self.score_threshold = check_score_threshold(score_threshold)
         norm = self.manifest["normalize"]
         # Fold scale, mean and std into one multiply-add per pixel.
         std = np.asarray(norm["std"], np.float32)
@@ -227,6 +225,13 @@ class PlateDetector:
                 )
             )
         return out
+
+
+def check_score_threshold(score_threshold: float) -> float:
+    """``score_threshold`` when it lies in (0, 1); ValueError otherwise."""
+    if not 0.0 < score_threshold < 1.0:
+        raise ValueError(f"score_threshold must be in (0, 1); got {score_threshold}")
+    return score_threshold
 
 
 def check_frame(image: ImageArray) -> None:

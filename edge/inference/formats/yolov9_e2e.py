@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import ModelError
-from edge.inference.detector import check_frame
+from edge.inference.detector import check_frame, check_score_threshold
 from edge.inference.session import (
     check_kind_format,
     create_session,
@@ -73,9 +73,7 @@ class Yolov9PlateDetector:
         self.model_path = Path(model_path)
         self.manifest: dict[str, Any] = load_manifest(self.model_path)
         check_kind_format(self.manifest, KIND, FORMAT, self._fail)
-        if not 0.0 < score_threshold < 1.0:
-            raise ValueError(f"score_threshold must be in (0, 1); got {score_threshold}")
-        self.score_threshold = score_threshold
+        self.score_threshold = check_score_threshold(score_threshold)
         self.version: str = model_version(self.model_path, self.manifest)
         self._session = create_session(self.model_path, providers=providers, threads=threads)
         self.input_size, self._input_name, self._output_name = self._check_graph(input_size)
