@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge import __version__
 from edge.errors import EX_SOFTWARE, EdgeError, UsageError
@@ -21,6 +22,25 @@ from edge.provision.commands import add_provision_commands
 log = logging.getLogger("edge")
 
 Handler = Callable[[argparse.Namespace], int]
+if TYPE_CHECKING:  # not subscriptable at run time
+    _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def _command(
+    sub: _SubParsers,
+    name: str,
+    handler: Handler,
+    *,
+    help: str,
+    description: str,
+    config: bool = False,
+) -> argparse.ArgumentParser:
+    """A subcommand that runs ``handler``; with ``config`` it takes the required --config."""
+    parser = sub.add_parser(name, help=help, description=description)
+    if config:
+        parser.add_argument("--config", type=Path, required=True, help="TOML config file")
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def _setup_logging(level: str, fmt: LogFormat = "auto") -> None:
@@ -248,7 +268,7 @@ def _cmd_audit_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_reads_and_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_reads_and_audit(sub: _SubParsers) -> None:
     reads = sub.add_parser(
         "reads",
         help="look up stored reads (audited)",
@@ -256,21 +276,22 @@ def _add_reads_and_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser
         "audit log, with who asked and why, before any result is shown.",
     )
     reads_sub = reads.add_subparsers(dest="reads_command", required=True, metavar="ACTION")
-    search = reads_sub.add_parser(
+    search = _command(
+        reads_sub,
         "search",
+        _cmd_reads_search,
         help="find reads of a plate",
         description="Find stored reads of a plate: exact, or a pattern with ? (one "
         "character) and * (any run), at least four letters or digits. Requires --reason "
         "and --user; the look-up is appended to the audit log first.",
+        config=True,
     )
-    search.add_argument("--config", type=Path, required=True, help="TOML config file")
     search.add_argument("--plate", required=True, help="plate or pattern, e.g. ABC1234, AB?12*")
     search.add_argument("--since", help="from this time (RFC 3339 or a date; UTC if no zone)")
     search.add_argument("--until", help="up to this time")
     search.add_argument("--reason", required=True, help='why, e.g. "case 24-1234"')
     search.add_argument("--user", required=True, help="who is asking")
     search.add_argument("--json", action="store_true", help="one JSON object per read")
-    search.set_defaults(handler=_cmd_reads_search)
 
     audit = sub.add_parser(
         "audit",
@@ -278,19 +299,25 @@ def _add_reads_and_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser
         description="The hash-chained audit log of local look-ups of stored reads.",
     )
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    verify = audit_sub.add_parser(
+    _command(
+        audit_sub,
         "verify",
+        _cmd_audit_verify,
         help="check the hash chain",
         description="Check every entry's hash and its link to the entry before it; exit 0 "
         "when intact, 65 with the first broken entry otherwise.",
+        config=True,
     )
-    verify.add_argument("--config", type=Path, required=True, help="TOML config file")
-    verify.set_defaults(handler=_cmd_audit_verify)
-    listing = audit_sub.add_parser("list", help="show the entries", description="Show entries.")
-    listing.add_argument("--config", type=Path, required=True, help="TOML config file")
+    listing = _command(
+        audit_sub,
+        "list",
+        _cmd_audit_list,
+        help="show the entries",
+        description="Show entries.",
+        config=True,
+    )
     listing.add_argument("--limit", type=int, default=None, help="only the newest N")
     listing.add_argument("--json", action="store_true", help="one JSON object per entry")
-    listing.set_defaults(handler=_cmd_audit_list)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -301,22 +328,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"alpr-edge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the daemon", description="Run the daemon.")
-    run.add_argument("--config", type=Path, required=True, help="TOML config file")
-    run.set_defaults(handler=_cmd_run)
+    _command(
+        sub, "run", _cmd_run, help="run the daemon", description="Run the daemon.", config=True
+    )
 
-    check = sub.add_parser(
+    check = _command(
+        sub,
         "check",
+        _cmd_check,
         help="validate the config (and with --connect: camera, models, broker)",
         description="Validate the config; with --connect also open each camera, load the "
         "models and connect to the broker. Exit code 0 only when everything passes.",
+        config=True,
     )
-    check.add_argument("--config", type=Path, required=True, help="TOML config file")
     check.add_argument("--connect", action="store_true", help="also try camera, models, broker")
-    check.set_defaults(handler=_cmd_check)
 
-    read = sub.add_parser(
+    read = _command(
+        sub,
         "read",
+        _cmd_read,
         help="read plates on still images",
         description="One-shot plate recognition of still images.",
     )
@@ -324,10 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
     read.add_argument("--json", action="store_true", help="one JSON object per image")
     read.add_argument("--detector", type=Path, help="detector ONNX model (default: shipped)")
     read.add_argument("--recognizer", type=Path, help="recognizer ONNX model (default: shipped)")
-    read.set_defaults(handler=_cmd_read)
 
-    evaluate = sub.add_parser(
+    evaluate = _command(
+        sub,
         "evaluate",
+        _cmd_evaluate,
         help="measure accuracy on a labelled dataset",
         description="Measure detection and recognition accuracy on a folder in the OpenALPR "
         "benchmark layout (NAME.jpg + NAME.txt), or the recognizer alone on a folder of "
@@ -346,10 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="all",
         help="crops datasets: the held-out split the training scripts never see, or the rest",
     )
-    evaluate.set_defaults(handler=_cmd_evaluate)
 
-    bench = sub.add_parser(
+    bench = _command(
+        sub,
         "bench",
+        _cmd_bench,
         help="measure pipeline speed on a video clip",
         description="Run the daemon's pipeline on a clip as fast as possible and print "
         "frames per second, milliseconds per stage and peak memory.",
@@ -357,34 +389,37 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("video", type=Path, help="video file")
     bench.add_argument("--json", action="store_true", help="last line: one JSON object")
     bench.add_argument("--config", type=Path, help="config file for model and tracking settings")
-    bench.set_defaults(handler=_cmd_bench)
 
-    flush = sub.add_parser(
+    _command(
+        sub,
         "flush",
+        _cmd_flush,
         help="publish everything in the outbox now",
         description="Publish every read waiting in the outbox and exit 0 once it is empty; "
         "exit 69 with one line when the broker cannot be reached.",
+        config=True,
     )
-    flush.add_argument("--config", type=Path, required=True, help="TOML config file")
-    flush.set_defaults(handler=_cmd_flush)
 
-    device_key = sub.add_parser(
+    _command(
+        sub,
         "device-key",
+        _cmd_device_key,
         help="print the public key that verifies this device's reads",
         description="Print the device's Ed25519 public key (PEM) that verifies the signature "
         "of every read; the key pair is made first if there is none yet.",
+        config=True,
     )
-    device_key.add_argument("--config", type=Path, required=True, help="TOML config file")
-    device_key.set_defaults(handler=_cmd_device_key)
 
-    snapshot = sub.add_parser(
+    snapshot = _command(
+        sub,
         "snapshot",
+        _cmd_snapshot,
         help="save one annotated frame for aiming and focusing a camera",
         description="Save one frame from a camera with the region of interest, each plate's "
         "box and corners, what was read and the character height in pixels drawn on it. "
         "Stop the service first: a camera serves one process at a time.",
+        config=True,
     )
-    snapshot.add_argument("--config", type=Path, required=True, help="TOML config file")
     snapshot.add_argument("--camera", required=True, help="camera id from the config")
     snapshot.add_argument("--out", type=Path, required=True, help="image to write (.png, .jpg)")
     snapshot.add_argument(
@@ -394,17 +429,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds to wait for a frame with a plate (default 5; else the last frame)",
     )
-    snapshot.set_defaults(handler=_cmd_snapshot)
 
-    commission = sub.add_parser(
+    commission = _command(
+        sub,
         "commission",
+        _cmd_commission,
         help="watch the next N vehicle passes and say whether the camera setup is good",
         description="Run the pipeline on a camera for the next N vehicle passes and report "
         "the read rate, character heights, blur and exposure of the plates, with a verdict "
         "(PASS or ADJUST) and advice. Exit code 0 once the report is made, whatever the "
         "verdict. Stop the service first: a camera serves one process at a time.",
+        config=True,
     )
-    commission.add_argument("--config", type=Path, required=True, help="TOML config file")
     commission.add_argument("--camera", help="camera id from the config (default: the only one)")
     commission.add_argument(
         "--vehicles", type=_positive_int, required=True, metavar="N", help="passes to watch"
@@ -417,7 +453,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="report on the passes seen after this many seconds (default 600)",
     )
     commission.add_argument("--json", action="store_true", help="last line: one JSON object")
-    commission.set_defaults(handler=_cmd_commission)
     add_provision_commands(sub)
     _add_reads_and_audit(sub)
     return parser
