@@ -120,5 +120,5 @@ def load_cipher(settings: Settings) -> StorageCipher | None:
 
 def _create_key(path: Path) -> None:
     data = base64.b64encode(os.urandom(KEY_BYTES)) + b"\n"
-    create_key_file(path, data, f"storage key {path}", sync_dir=False)
+    create_key_file(path, data, f"storage key {path}")
     log.info("made a new storage encryption key in %s", path)

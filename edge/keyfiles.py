@@ -32,9 +32,9 @@ def read_key_file(path: Path, where: str, setting: str) -> bytes:
     return data
 
 
-def create_key_file(path: Path, data: bytes, where: str, *, sync_dir: bool) -> None:
-    """Write a new key atomically with mode 0600: a crash leaves either no key or a whole one
-    (with ``sync_dir``, the directory entry is synced too)."""
+def create_key_file(path: Path, data: bytes, where: str) -> None:
+    """Write a new key atomically with mode 0600, directory entry synced: a power cut leaves
+    either no key or a whole one, never data encrypted or signed with a key that is gone."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,12 +45,11 @@ def create_key_file(path: Path, data: bytes, where: str, *, sync_dir: bool) -> N
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        if sync_dir:
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()

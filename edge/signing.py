@@ -112,5 +112,5 @@ def _create_key(path: Path) -> None:
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    create_key_file(path, pem, f"signing key {path}", sync_dir=True)
+    create_key_file(path, pem, f"signing key {path}")
     log.info("made a new device signing key in %s", path)
