@@ -17,6 +17,9 @@ from edge.inference.formats import Detector, Recognizer, load_detector, load_rec
 from edge.inference.rectify import rectify_plate
 from edge.types import Detection, ImageArray, PlateResult, PlateStatus
 
+MIN_READ_CHARS = 2
+"""A single character is a badge, a sticker or noise, never a plate (plates have 2 to 8)."""
+
 
 @dataclass(slots=True)
 class StageTimes:
@@ -84,7 +87,7 @@ class PlateReader:
         return [
             PlateResult(d, r)
             for d, r in zip(detections, reads, strict=True)
-            if r.status is not PlateStatus.NONE and r.text
+            if r.status is not PlateStatus.NONE and len(r.text) >= MIN_READ_CHARS
         ]
 
     def read(self, image: ImageArray, roi_mask: ImageArray | None = None) -> list[PlateResult]:
