@@ -236,6 +236,7 @@ class CameraSettings(_Closed):
         description="file:///clip.mp4, rtsp://..., v4l2:///dev/video0, gst:<pipeline>, picamera2:0",
     )
     realtime: bool = Field(True, description="file sources: play at the clip's frame rate")
+    loop: bool = Field(False, description="file sources: start again at the end (soak tests)")
     latitude: float | None = Field(None, ge=-90, le=90)
     longitude: float | None = Field(None, ge=-180, le=180)
     heading_deg: float | None = Field(None, ge=0, lt=360, description="direction the camera faces")

@@ -13,3 +13,11 @@ fi
 # The package service would start a broker on :1883 we do not use; the demo and the tests
 # start their own on a free loopback port.
 python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
+# Model training only (not the daemon, not the tests): torch and the extra plate-like fonts the
+# synthetic renderer draws from (scripts/synth/plates.py).
+if [ "${1:-}" = "--training" ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get install -y -qq --no-install-recommends fonts-bebas-neue fonts-urw-base35 \
+        fonts-texgyre fonts-open-sans fonts-b612 fonts-league-spartan fonts-noto-core >/dev/null
+    python3 -m pip install -q --disable-pip-version-check torch==2.13.0
+fi

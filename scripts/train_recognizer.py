@@ -9,6 +9,7 @@ Data, mixed in every batch of 64:
     cut-off and occluded plates, camera augmentation), generated on the fly;
   * 14 real US crops from openalpr-us-plate-crops, TRAIN part only, augmented;
   * 14 real Brazilian crops from openalpr-br-plate-crops, augmented;
+  (real crops are drawn with rare_char_weights: crops with rare characters come up more often);
   * 4 non-plate crops (render_non_plate): empty CTC target, status "none".
 Hold-out rule (never trained on): a US crop is held out when
 ``int(sha256(file_name).hexdigest(), 16) % 10 < 3`` (file_name like ``ak1165.jpg``); the same
@@ -169,6 +170,25 @@ def load_real(data: Path) -> dict[str, list[tuple[np.ndarray, str]]]:
     return real
 
 
+def rare_char_weights(pool: list[tuple[np.ndarray, str]]) -> np.ndarray:
+    """Sampling weights that lift crops holding characters the pool rarely shows.
+
+    Real sets are skewed (in openalpr-br-plate-crops ``A`` is 4x as common as ``O``), and the
+    rare letters are the ones the recognizer confuses (O/D/Q/0). A crop's weight is the square
+    root of the inverse frequency of its rarest character, so rare crops come up more often
+    without drowning the rest.
+    """
+    if not pool:
+        return np.zeros(0)
+    counts: dict[str, int] = {}
+    for _, text in pool:
+        for c in text:
+            counts[c] = counts.get(c, 0) + 1
+    total = sum(counts.values())
+    w = np.array([max((total / counts[c]) ** 0.5 for c in text) for _, text in pool])
+    return np.asarray(w / w.sum(), dtype=np.float64)
+
+
 def augment_real(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     """Real crops are already camera images: jitter the box, then sometimes degrade more."""
     h, w = img.shape[:2]
@@ -198,6 +218,7 @@ class BatchStream(torch.utils.data.IterableDataset[dict[str, torch.Tensor]]):
         plates.configure(self.data)
         rng = np.random.default_rng(self.seed)
         real = load_real(self.data)
+        weights = {key: rare_char_weights(pool) for key, pool in real.items()}
         while True:
             images: list[np.ndarray] = []
             texts: list[str] = []
@@ -210,7 +231,7 @@ class BatchStream(torch.utils.data.IterableDataset[dict[str, torch.Tensor]]):
             for key in ("us", "br"):
                 pool = real[key]
                 for _ in range(BATCH[key] if pool else 0):
-                    img, text = pool[rng.integers(len(pool))]
+                    img, text = pool[rng.choice(len(pool), p=weights[key])]
                     images.append(augment_real(rng, img))
                     texts.append(text)
                     status.append(0)  # the real sets are readable, whole plates

@@ -127,6 +127,22 @@ def test_realtime_file_plays_at_clip_rate_and_fast_file_does_not(clip: Path) -> 
     assert float(np.median(gaps)) == pytest.approx(1 / CLIP_FPS, abs=0.01)
 
 
+def test_looping_file_starts_again_with_indices_carrying_on(clip: Path) -> None:
+    source = open_source(camera_settings("gate", clip.as_uri(), realtime=False, loop=True))
+    assert isinstance(source, FileSource)
+    source.open()
+    try:
+        frames = [source.read() for _ in range(2 * CLIP_FRAMES + 3)]
+    finally:
+        source.close()
+    assert all(f is not None for f in frames)
+    got = [f for f in frames if f is not None]
+    assert [f.index for f in got] == list(range(2 * CLIP_FRAMES + 3))
+    expected = [i % CLIP_FRAMES for i in range(2 * CLIP_FRAMES + 3)]
+    assert [_decode_index(f.image) for f in got] == expected
+    assert source.loops == 2
+
+
 def test_missing_file_is_a_camera_error_naming_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "clip.mp4"
     source = open_source(file_settings(missing, realtime=False))

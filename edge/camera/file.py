@@ -29,14 +29,22 @@ class FileSource(VideoCaptureSource):
     With ``realtime`` frame ``i`` is not handed out before ``start + i / fps``, ``start``
     being the first read, so a slow start (model warm-up) does not cause a burst. A reader
     that falls behind is not slowed further; it is the capture queue's job to drop frames.
+
+    With ``loop`` the clip starts again at its end and never runs out (soak tests, demo
+    stands); frame indices and the real-time schedule carry on across the restarts.
     """
 
     is_live = False
 
-    def __init__(self, path: Path, *, camera_id: str, realtime: bool = True) -> None:
+    def __init__(
+        self, path: Path, *, camera_id: str, realtime: bool = True, loop: bool = False
+    ) -> None:
         super().__init__(camera_id=camera_id)
         self.path = path
         self.realtime = realtime
+        self.loop = loop
+        self.loops = 0
+        """How many times the clip has started again."""
         self._start: float | None = None
 
     def _label(self) -> str:
@@ -73,7 +81,22 @@ class FileSource(VideoCaptureSource):
             if delay > 0:
                 time.sleep(delay)
         frame = grab_frame(self._cap, self._camera_id, self._index)
+        if frame is None and self.loop and self._index > 0:
+            frame = self._restart()
         if frame is None:
             return None
         self._index += 1
         return frame
+
+    def _restart(self) -> Frame | None:
+        """Open the clip again at its first frame, keeping the index and the schedule."""
+        assert self._cap is not None
+        self._cap.release()
+        cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+        if not cap.isOpened():
+            cap.release()
+            raise CameraError(f"{self.description}: cannot reopen {self.path} to loop it")
+        self._attach(cap)
+        self.loops += 1
+        log.info("%s: end of clip, looping (%d)", self.description, self.loops)
+        return grab_frame(cap, self._camera_id, self._index)

@@ -28,7 +28,9 @@ Public API (stable: the demo-video generator imports it)::
 All randomness comes from the caller's ``numpy.random.Generator`` so a seed reproduces a
 sample. Fonts come from Debian packages: fonts-dejavu, fonts-liberation, fonts-freefont and,
 when installed, fonts-roboto-unhinted (Roboto Condensed) and fonts-croscore (Arimo); missing
-fonts are skipped.
+fonts are skipped. Training renders (``render_plate``) add, when installed, fonts-bebas-neue,
+fonts-urw-base35, fonts-texgyre, fonts-open-sans, fonts-b612, fonts-league-spartan and
+fonts-noto-core (``bash scripts/setup.sh --training`` installs them).
 """
 
 from __future__ import annotations
@@ -85,6 +87,13 @@ _FONT_DIRS = (
     Path("/usr/share/fonts/truetype/roboto/unhinted"),
     Path("/usr/share/fonts/truetype/roboto/unhinted/RobotoTTF"),
     Path("/usr/share/fonts/truetype/croscore"),
+    Path("/usr/share/fonts/opentype/bebas-neue"),
+    Path("/usr/share/fonts/opentype/urw-base35"),
+    Path("/usr/share/fonts/opentype/b612"),
+    Path("/usr/share/fonts/truetype/open-sans"),
+    Path("/usr/share/fonts/opentype/league-spartan"),
+    Path("/usr/share/texmf/fonts/opentype/public/tex-gyre"),
+    Path("/usr/share/fonts/truetype/noto"),
 )
 
 
@@ -114,6 +123,23 @@ _PLATE_FONTS = _existing(
         "DejaVuSansMono-Bold.ttf",
         "LiberationMono-Bold.ttf",
         "DejaVuSans.ttf",
+    )
+)
+# Training only (render_plate), when installed: other condensed and rounded-rectangle letter
+# shapes, so the O/0/D/Q and 1/I distinctions are not learnt from one family of faces. Clean
+# renders (demo clips, tests) keep to the base faces above so they look the same everywhere.
+_EXTRA_PLATE_FONTS = _existing(
+    (
+        "BebasNeue-Bold.otf",
+        "BebasNeue-Regular.otf",
+        "NimbusSansNarrow-Bold.otf",
+        "NimbusSansNarrow-Regular.otf",
+        "texgyreheroscn-bold.otf",
+        "OpenSans-CondBold.ttf",
+        "B612-Bold.otf",
+        "B612Mono-Bold.otf",
+        "LeagueSpartan-Bold.otf",
+        "NotoSans-Bold.ttf",
     )
 )
 _PAPER_FONTS = _existing(
@@ -660,7 +686,9 @@ def _draw_frame(rng: np.random.Generator, plate: np.ndarray) -> tuple[np.ndarray
 # --------------------------------------------------------------------------- styles
 
 
-def _render_us(rng: np.random.Generator, text: str, variant: str) -> _Plate:
+def _render_us(
+    rng: np.random.Generator, text: str, variant: str, fonts: tuple[Path, ...]
+) -> _Plate:
     w, h = 240, 120
     designs = _design_pool() if variant == "us_design" else ()
     if designs:
@@ -674,7 +702,7 @@ def _render_us(rng: np.random.Generator, text: str, variant: str) -> _Plate:
         ink = _pick(rng, _LIGHT_INKS if dark else _DARK_INKS)
         header = rng.random() < 0.9
     ink = _jitter(rng, ink, 12)
-    font: Path = _pick(rng, _PLATE_FONTS)
+    font: Path = _pick(rng, fonts)
     hfont: Path = _pick(rng, _HEADER_FONTS)
     if header:
         hh = int(h * rng.uniform(0.12, 0.2))
@@ -738,7 +766,9 @@ def _eu_band(rng: np.random.Generator, canvas: np.ndarray, code: str, bw: int) -
     )
 
 
-def _render_eu(rng: np.random.Generator, text: str, style: str) -> _Plate:
+def _render_eu(
+    rng: np.random.Generator, text: str, style: str, fonts: tuple[Path, ...]
+) -> _Plate:
     w, h = 470, 100
     code = {"eu_de": "D", "eu_fr": "F", "eu_nl": "NL", "eu_ro": "RO"}.get(style, "EU")
     bg = (40, 200, 245) if style == "eu_nl" and rng.random() < 0.7 else (235, 235, 235)
@@ -761,7 +791,7 @@ def _render_eu(rng: np.random.Generator, text: str, style: str) -> _Plate:
             (240, 240, 240),
         )
         right = rw + int(w * 0.02)
-    font: Path = _pick(rng, _PLATE_FONTS[:6] if len(_PLATE_FONTS) > 6 else _PLATE_FONTS)
+    font: Path = _pick(rng, fonts)
     ch = int(h * rng.uniform(0.62, 0.74))
     y0 = (h - ch) // 2 + int(rng.integers(-3, 4))
     left = bw + int(w * 0.03)
@@ -780,9 +810,11 @@ def _render_eu(rng: np.random.Generator, text: str, style: str) -> _Plate:
     return _Plate(canvas, _label(text), spans, (y0, y0 + ch), paper=False)
 
 
-def _render_br(rng: np.random.Generator, text: str, style: str) -> _Plate:
+def _render_br(
+    rng: np.random.Generator, text: str, style: str, fonts: tuple[Path, ...]
+) -> _Plate:
     w, h = 400, 130
-    font: Path = _pick(rng, _PLATE_FONTS[:6] if len(_PLATE_FONTS) > 6 else _PLATE_FONTS)
+    font: Path = _pick(rng, fonts)
     if style == "br_mercosul":
         canvas = np.full((h, w, 3), _jitter(rng, (240, 240, 240), 10), np.uint8)
         band = int(h * 0.22)
@@ -885,7 +917,9 @@ def _render_paper(rng: np.random.Generator, text: str) -> _Plate:
     return _Plate(canvas, _label(text), spans, (y0, y0 + ch), paper=True)
 
 
-def _render(rng: np.random.Generator, text: str | None, style: str | None) -> _Plate:
+def _render(
+    rng: np.random.Generator, text: str | None, style: str | None, *, extra_fonts: bool = False
+) -> _Plate:
     if style is None:
         style = STYLES[rng.choice(len(STYLES), p=_STYLE_WEIGHTS / _STYLE_WEIGHTS.sum())]
     if style not in STYLES:
@@ -895,12 +929,14 @@ def _render(rng: np.random.Generator, text: str | None, style: str | None) -> _P
     text = text.upper()
     if not _label(text):
         raise ValueError(f"plate text {text!r} has no A-Z0-9 characters")
+    narrow = _PLATE_FONTS[:6] if len(_PLATE_FONTS) > 6 else _PLATE_FONTS
+    extra = _EXTRA_PLATE_FONTS if extra_fonts else ()
     if style.startswith("us"):
-        plate = _render_us(rng, text, style)
+        plate = _render_us(rng, text, style, _PLATE_FONTS + extra)
     elif style.startswith("eu"):
-        plate = _render_eu(rng, text, style)
+        plate = _render_eu(rng, text, style, narrow + extra)
     elif style.startswith("br"):
-        plate = _render_br(rng, text, style)
+        plate = _render_br(rng, text, style, narrow + extra)
     else:
         plate = _render_paper(rng, text)
     if style.startswith("us") and rng.random() < 0.4:
@@ -1123,7 +1159,7 @@ def _occlude(rng: np.random.Generator, plate: _Plate) -> tuple[np.ndarray, str]:
 
 def render_plate(rng: np.random.Generator) -> tuple[np.ndarray, str, str]:
     """A training crop, its label (visible characters) and status (full, partial, paper)."""
-    plate = _render(rng, None, None)
+    plate = _render(rng, None, None, extra_fonts=True)
     status = "paper" if plate.paper else "full"
     r = rng.random()
     if len(plate.text) >= 3 and r < 0.07:
