@@ -90,8 +90,8 @@ class FileSource(VideoCaptureSource):
 
     def _restart(self) -> Frame | None:
         """Open the clip again at its first frame, keeping the index and the schedule."""
-        assert self._cap is not None
-        self._cap.release()
+        if self._cap is not None:
+            self._cap.release()
         cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
         if not cap.isOpened():
             cap.release()
