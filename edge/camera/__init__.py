@@ -33,9 +33,7 @@ def open_source(settings: CameraSettings) -> FrameSource:
     scheme = source.split(":", 1)[0].lower()
     if scheme == "file":
         path = path_from_file_url(source)
-        return FileSource(
-            path, camera_id=camera_id, realtime=settings.realtime, loop=settings.loop
-        )
+        return FileSource(path, camera_id=camera_id, realtime=settings.realtime, loop=settings.loop)
     if scheme in ("rtsp", "rtsps"):
         return RtspSource(source, camera_id=camera_id)
     if scheme == "v4l2":

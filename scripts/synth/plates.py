@@ -766,9 +766,7 @@ def _eu_band(rng: np.random.Generator, canvas: np.ndarray, code: str, bw: int) -
     )
 
 
-def _render_eu(
-    rng: np.random.Generator, text: str, style: str, fonts: tuple[Path, ...]
-) -> _Plate:
+def _render_eu(rng: np.random.Generator, text: str, style: str, fonts: tuple[Path, ...]) -> _Plate:
     w, h = 470, 100
     code = {"eu_de": "D", "eu_fr": "F", "eu_nl": "NL", "eu_ro": "RO"}.get(style, "EU")
     bg = (40, 200, 245) if style == "eu_nl" and rng.random() < 0.7 else (235, 235, 235)
@@ -810,9 +808,7 @@ def _render_eu(
     return _Plate(canvas, _label(text), spans, (y0, y0 + ch), paper=False)
 
 
-def _render_br(
-    rng: np.random.Generator, text: str, style: str, fonts: tuple[Path, ...]
-) -> _Plate:
+def _render_br(rng: np.random.Generator, text: str, style: str, fonts: tuple[Path, ...]) -> _Plate:
     w, h = 400, 130
     font: Path = _pick(rng, fonts)
     if style == "br_mercosul":
