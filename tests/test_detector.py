@@ -14,7 +14,7 @@ import pytest
 from edge.errors import ModelError
 from edge.inference.detector import PlateDetector
 from edge.inference.rectify import plate_crop, rectify_plate
-from edge.inference.session import sha256_file
+from edge.inference.session import create_session, sha256_file
 from edge.types import Detection, Point
 
 MODEL = Path(__file__).resolve().parent.parent / "models" / "plate-detector.onnx"
@@ -123,6 +123,13 @@ def test_detects_in_small_and_odd_sized_images(detector: PlateDetector) -> None:
         assert 0 <= x1 < x2 <= 333 and 0 <= y1 < y2 <= 187, d
         assert d.corners is not None
         assert all(0 <= x <= 333 and 0 <= y <= 187 for x, y in d.corners), d
+
+
+def test_sessions_do_not_spin_between_calls() -> None:
+    session = create_session(MODEL, threads=2)
+    options = session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.intra_op_num_threads == 2
 
 
 def test_truncated_model_raises_model_error_naming_the_file(tmp_path: Path) -> None:
