@@ -368,8 +368,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("dataset", type=Path, help="dataset folder")
     evaluate.add_argument("--json", action="store_true", help="last line: one JSON object")
+    evaluate.add_argument(
+        "--config",
+        type=Path,
+        help="daemon config: measure with its [models] settings (the flags below override it)",
+    )
     evaluate.add_argument("--detector", type=Path, help="detector ONNX model")
     evaluate.add_argument("--recognizer", type=Path, help="recognizer ONNX model")
+    evaluate.add_argument(
+        "--detector-input-size",
+        metavar="N",
+        help="long side of the image as the detector sees it (a multiple of 32, 160-3840)",
+    )
     evaluate.add_argument("--limit", type=int, default=0, help="only the first N items")
     evaluate.add_argument(
         "--split",

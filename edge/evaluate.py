@@ -42,6 +42,11 @@ Texts are compared after normalising to upper-case A-Z0-9. The metrics:
     wall time of ``PlateReader.read`` per image after a warm-up, decoding excluded. For crops,
     a batch's time divided by its size.
 
+The models and their settings are the shipped defaults, or with ``--config`` the ``[models]``
+table of a daemon config (so the figures are those of what that daemon runs); ``--detector``,
+``--recognizer`` and ``--detector-input-size`` override either. The report names the model
+versions and the detector input size used.
+
 An image that cannot be decoded counts as a miss (nothing detected, nothing read) and is
 named in one warning line on stderr; an image without a label file is skipped and counted.
 """
@@ -147,9 +152,13 @@ class CropScore:
     """None when the image could not be decoded."""
 
 
+Info = dict[str, str | int]
+"""What was measured with what: layout, dataset, model versions, settings that matter."""
+
+
 @dataclass(frozen=True, slots=True)
 class Report:
-    info: dict[str, str]
+    info: Info
     metrics: Metrics
     unreadable: tuple[str, ...]
     unlabelled: int = 0
@@ -426,10 +435,11 @@ def evaluate_openalpr(root: Path, settings: ModelSettings, limit: int) -> Report
         for sample in samples:
             scores.append(score_scene(reader, sample))
             bar.advance()
-    info = {
+    info: Info = {
         "layout": "openalpr",
         "dataset": str(root),
         "detector": str(reader.detector.version),
+        "detector_input_size": reader.detector.input_size,
         "recognizer": str(reader.recognizer.version),
     }
     unreadable = tuple(s.image for s in scores if s.ms is None)
@@ -451,7 +461,7 @@ def evaluate_crops(root: Path, settings: ModelSettings, limit: int, split: str) 
             batch = samples[start : start + CROP_BATCH]
             scores.extend(score_crop_batch(recognizer.recognize, batch))
             bar.advance(len(batch))
-    info = {
+    info: Info = {
         "layout": "crops",
         "dataset": str(root),
         "recognizer": str(recognizer.version),
@@ -487,7 +497,7 @@ def evaluate_vehicles(root: Path, settings: ModelSettings, limit: int, split: st
     if split != "all":
         rows = [r for r in rows if _vehicle_holdout(r) == (split == "holdout")]
     rows = rows[:limit] if limit else rows
-    info = {"layout": "vehicles", "dataset": str(root), "split": split}
+    info: Info = {"layout": "vehicles", "dataset": str(root), "split": split}
     metrics: Metrics = {"images": len(rows)}
     for column, attribute in VEHICLE_COLUMNS.items():
         labelled = [
@@ -522,7 +532,7 @@ def _classify_labelled(
     attribute: str,
     threshold: float,
     labelled: Sequence[tuple[Path, str]],
-    info: dict[str, str],
+    info: Info,
 ) -> Metrics:
     """Top-1 accuracy of one attribute classifier over labelled images."""
     from edge.inference.attributes import AttributeClassifier
@@ -560,11 +570,35 @@ def _classify_labelled(
     }
 
 
-def _model_settings(args: argparse.Namespace) -> ModelSettings:
-    from edge.config import ModelSettings
+MODEL_FLAGS = {
+    "detector": "--detector",
+    "recognizer": "--recognizer",
+    "detector_input_size": "--detector-input-size",
+}
+"""``[models]`` keys the command line sets, over the config's."""
 
-    update = {k: v for k in ("detector", "recognizer") if (v := getattr(args, k, None)) is not None}
-    return ModelSettings.model_validate(update)
+
+def _model_settings(args: argparse.Namespace) -> ModelSettings:
+    """The daemon config's ``[models]`` (its loader, its errors), else the defaults, with the
+    flags given over them, validated as the config is; a bad flag is a UsageError."""
+    from pydantic import ValidationError
+
+    from edge.config import ModelSettings, load_settings
+
+    config: Path | None = getattr(args, "config", None)
+    base = load_settings(config).models if config is not None else ModelSettings()
+    update = {k: v for k in MODEL_FLAGS if (v := getattr(args, k, None)) is not None}
+    if not update:
+        return base
+    try:
+        return ModelSettings.model_validate({**base.model_dump(), **update})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        flag = MODEL_FLAGS.get(str(error["loc"][0]), "--" + str(error["loc"][0]))
+        value = error.get("input")
+        shown = f" {value}" if isinstance(value, str | int | float) else ""
+        reason = error["msg"].removeprefix("Value error, ")
+        raise UsageError(f"{flag}{shown}: {reason}") from None
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -578,6 +612,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UsageError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
     if layout == "openalpr" and split != "all":
         raise UsageError(f"--split {split} applies to crops datasets with {CROPS_LABELS} only")
+    if layout != "openalpr" and getattr(args, "detector_input_size", None) is not None:
+        raise UsageError("--detector-input-size applies to OpenALPR-layout datasets only")
     settings = _model_settings(args)
     if layout == "crops":
         report = evaluate_crops(root, settings, limit, split)

@@ -365,4 +365,4 @@ def test_evaluate_reports_type_and_colour_accuracy_on_labelled_crops(tmp_path: P
         assert report.metrics[f"{prefix}_images"] == 6
         assert 0.0 <= report.metrics[f"{prefix}_accuracy"] <= 1.0
         assert 0.0 <= report.metrics[f"{prefix}_answered"] <= 1.0
-    assert report.info["vehicle_colour"].startswith("vehicle-colour@")
+    assert str(report.info["vehicle_colour"]).startswith("vehicle-colour@")

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from edge.cli import main
 from edge.config import DEFAULT_MODELS_DIR
-from edge.errors import EX_DATAERR, EX_USAGE
+from edge.errors import EX_CONFIG, EX_DATAERR, EX_USAGE
 from edge.evaluate import (
     char_similarity,
     is_holdout,
@@ -48,6 +48,7 @@ SCENE_KEYS = {
     "layout",
     "dataset",
     "detector",
+    "detector_input_size",
     "recognizer",
 }
 SCENE_SHARES = (
@@ -187,6 +188,7 @@ def test_scene_metrics_are_complete_and_consistent(
     result, _ = _evaluate_json(capsys, str(folder))
     assert set(result) == SCENE_KEYS
     assert result["layout"] == "openalpr"
+    assert result["detector_input_size"] == _manifest_input_size()
     assert result["images"] == len(SCENE_LAYOUTS)
     assert result["plates"] == plates
     for key in SCENE_SHARES:
@@ -288,6 +290,144 @@ def test_split_keeps_the_training_holdout(
     train, _ = _evaluate_json(capsys, str(folder), "--split", "train")
     assert (holdout["images"], train["images"]) == (held, len(names) - held)
     assert holdout["split"] == "holdout"
+
+
+# --------------------------------------------------------------------------- model settings
+
+CONFIG = """
+device_id = "pole-1"
+[mqtt]
+host = "localhost"
+[models]
+{models}
+[[cameras]]
+id = "c1"
+source = "file:///tmp/clip.mp4"
+"""
+BIG_FRAME = (2560, 1440)
+"""A 160 px plate on this frame is 48 px wide to the shipped 768 detector, 10 px to a 160
+one: too small to find at that size, whatever the model."""
+
+
+def _manifest_input_size() -> int:
+    manifest = json.loads((DEFAULT_MODELS_DIR / "plate-detector.json").read_text())
+    return int(manifest["input_size"])
+
+
+def _write_config(tmp_path: Path, models: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(CONFIG.format(models=models), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def big_scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two 2560 x 1440 scenes with one 160 px plate each."""
+    folder = tmp_path_factory.mktemp("big") / "openalpr"
+    folder.mkdir()
+    rng = np.random.default_rng(7)
+    for index, (x, y) in enumerate([(1100, 1000), (600, 500)]):
+        image = cv2.resize(_road(rng), BIG_FRAME)
+        h, text = _paste_plate(rng, image, x, y)
+        cv2.imwrite(str(folder / f"big{index}.jpg"), image)
+        (folder / f"big{index}.txt").write_text(
+            f"big{index}.jpg\t{x}\t{y}\t{PLATE_WIDTH}\t{h}\t{text}\n"
+        )
+    return folder
+
+
+@needs_models
+def test_detector_input_size_flag_changes_what_the_detector_sees(
+    big_scenes: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    default, _ = _evaluate_json(capsys, str(big_scenes))
+    tiny, _ = _evaluate_json(capsys, str(big_scenes), "--detector-input-size", "160")
+    assert default["detector_input_size"] == _manifest_input_size()
+    assert default["detection_recall"] == 1.0
+    assert tiny["detector_input_size"] == 160
+    assert tiny["detection_recall"] == 0.0
+
+
+@needs_models
+def test_config_models_are_measured_and_flags_override_them(
+    big_scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shipped = DEFAULT_MODELS_DIR / "plate-recognizer.onnx"
+    config = _write_config(
+        tmp_path, f'detector_input_size = 160\nrecognizer = "{tmp_path / "gone.onnx"}"'
+    )
+    # The config's recognizer is used: it does not exist.
+    assert main(["evaluate", str(big_scenes), "--config", str(config)]) == EX_DATAERR
+    assert "gone.onnx" in _one_line_error(capsys)
+    tiny, _ = _evaluate_json(
+        capsys, str(big_scenes), "--config", str(config), "--recognizer", str(shipped)
+    )
+    assert tiny["detector_input_size"] == 160
+    assert tiny["detection_recall"] == 0.0
+    flagged, _ = _evaluate_json(
+        capsys,
+        str(big_scenes),
+        "--config",
+        str(config),
+        "--recognizer",
+        str(shipped),
+        "--detector-input-size",
+        "768",
+    )
+    assert flagged["detector_input_size"] == 768
+    assert flagged["detection_recall"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("models", "key"),
+    [
+        ("detector_input_size = 100", "models.detector_input_size"),
+        ("detector_threshold = 2.0", "models.detector_threshold"),
+        ("detector_size = 640", "models.detector_size"),
+    ],
+    ids=["size-not-multiple-of-32", "threshold-out-of-range", "unknown-key"],
+)
+def test_bad_config_is_one_line_naming_file_and_line(
+    scenes: tuple[Path, int],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    models: str,
+    key: str,
+) -> None:
+    folder, _ = scenes
+    config = _write_config(tmp_path, models)
+    assert main(["evaluate", str(folder), "--config", str(config)]) == EX_CONFIG
+    message = _one_line_error(capsys)
+    assert f"{config}:6: {key}" in message
+
+
+def test_missing_config_is_a_config_error(
+    scenes: tuple[Path, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, _ = scenes
+    missing = tmp_path / "nope.toml"
+    assert main(["evaluate", str(folder), "--config", str(missing)]) == EX_CONFIG
+    assert str(missing) in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize("size", ["100", "96", "4096", "abc", "640.5"])
+def test_bad_detector_input_size_is_a_usage_error(
+    scenes: tuple[Path, int], capsys: pytest.CaptureFixture[str], size: str
+) -> None:
+    folder, _ = scenes
+    assert main(["evaluate", str(folder), "--detector-input-size", size]) == EX_USAGE
+    message = _one_line_error(capsys)
+    assert f"--detector-input-size {size}:" in message
+
+
+def test_detector_input_size_on_crops_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    (folder / "labels.csv").write_text("file,text\na.jpg,ABC123\n")
+    assert main(["evaluate", str(folder), "--detector-input-size", "640"]) == EX_USAGE
+    assert "--detector-input-size" in _one_line_error(capsys)
 
 
 # --------------------------------------------------------------------------- bad input

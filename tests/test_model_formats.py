@@ -306,7 +306,7 @@ def test_evaluate_on_crops_runs_a_fast_plate_ocr_recognizer(tmp_path: Path) -> N
 
     report = evaluate_crops(tmp_path, ModelSettings(recognizer=OCR), 0, "all")
 
-    assert report.info["recognizer"].startswith("fast-plate-ocr-tiny@")
+    assert str(report.info["recognizer"]).startswith("fast-plate-ocr-tiny@")
     assert report.metrics["exact_match"] == pytest.approx(0.5)
 
 

@@ -50,6 +50,8 @@ class Detector(Protocol):
     model_path: Path
     version: str
     manifest: dict[str, Any]
+    input_size: int
+    """Long side of the image as the model sees it: the config's, else the model's own."""
     score_threshold: float
     """Live: a config reload sets it between frames."""
 
