@@ -185,6 +185,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def _cmd_reads_search(args: argparse.Namespace) -> int:
     from edge.config import load_settings
     from edge.lookup import parse_time, search_reads
@@ -379,6 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--detector-input-size",
         metavar="N",
         help="long side of the image as the detector sees it (a multiple of 32, 160-3840)",
+    )
+    evaluate.add_argument(
+        "--plate-patterns",
+        type=_comma_list,
+        metavar="P,P",
+        help='plate formats, L letter, N digit, ? any (e.g. LLLNNNN,LLLNLNN); "" for none',
     )
     evaluate.add_argument("--limit", type=int, default=0, help="only the first N items")
     evaluate.add_argument(

@@ -237,7 +237,10 @@ class _MeasuringReader(PlateReader):
 
     def __init__(self, reader: PlateReader) -> None:
         super().__init__(
-            reader.detector, reader.recognizer, min_plate_height=reader.min_plate_height
+            reader.detector,
+            reader.recognizer,
+            min_plate_height=reader.min_plate_height,
+            patterns=reader.patterns,
         )
         self.image: ImageArray | None = None
         self.found: deque[float] = deque(maxlen=MAX_VIEWS)

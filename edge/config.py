@@ -269,6 +269,17 @@ class CameraSettings(_Closed):
 
 
 Provider = Literal["cpu", "cuda", "tensorrt"]
+PLATE_PATTERN = re.compile(r"^[LN?]{2,10}$")
+
+
+def check_plate_pattern(pattern: str) -> str:
+    """A plate format (``L`` letter, ``N`` digit, ``?`` any; 2 to 10 long) as given;
+    ValueError naming it otherwise."""
+    if not PLATE_PATTERN.match(pattern):
+        raise ValueError(
+            f"plate pattern {pattern!r}: use L (letter), N (digit) and ? (any), 2 to 10 long"
+        )
+    return pattern
 
 
 def _cpu_only() -> list[Provider]:
@@ -289,6 +300,12 @@ class ModelSettings(_Closed):
         le=3840,
         multiple_of=32,
         description="long side of the frame as the detector sees it; default: the model's",
+    )
+    plate_patterns: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="known plate formats, L = letter, N = digit, ? = any (e.g. LLLNLNN): "
+        "each read of a listed length is held to the best-fitting one; empty = off",
     )
     vehicle_type: Path = Field(
         DEFAULT_MODELS_DIR / "vehicle-type.onnx",
@@ -326,6 +343,11 @@ class ModelSettings(_Closed):
         le=100,
         description="run the attribute classifiers on every Nth processed frame with plates",
     )
+
+    @field_validator("plate_patterns")
+    @classmethod
+    def _patterns_are_formats(cls, value: list[str]) -> list[str]:
+        return [check_plate_pattern(p) for p in value]
 
     @model_validator(mode="after")
     def _make_model_with_labels(self) -> Self:

@@ -44,8 +44,8 @@ Texts are compared after normalising to upper-case A-Z0-9. The metrics:
 
 The models and their settings are the shipped defaults, or with ``--config`` the ``[models]``
 table of a daemon config (so the figures are those of what that daemon runs); ``--detector``,
-``--recognizer`` and ``--detector-input-size`` override either. The report names the model
-versions and the detector input size used.
+``--recognizer``, ``--detector-input-size`` and ``--plate-patterns`` override either. The
+report names the model versions, the detector input size used and any plate patterns.
 
 An image that cannot be decoded counts as a miss (nothing detected, nothing read) and is
 named in one warning line on stderr; an image without a label file is skipped and counted.
@@ -441,6 +441,7 @@ def evaluate_openalpr(root: Path, settings: ModelSettings, limit: int) -> Report
         "detector": str(reader.detector.version),
         "detector_input_size": reader.detector.input_size,
         "recognizer": str(reader.recognizer.version),
+        **_patterns_info(settings),
     }
     unreadable = tuple(s.image for s in scores if s.ms is None)
     return Report(info, summarize_scenes(scores), unreadable, unlabelled)
@@ -450,22 +451,31 @@ def evaluate_crops(root: Path, settings: ModelSettings, limit: int, split: str) 
     samples = load_crops(root, split)
     samples = samples[:limit] if limit else samples
     from edge.inference.formats import load_recognizer  # once the labels are known to be good
+    from edge.inference.patterns import PlatePatterns
 
     recognizer = load_recognizer(
         settings.recognizer, providers=settings.providers, threads=settings.threads
     )
-    recognizer.recognize([np.full((64, 128, 3), 200, dtype=np.uint8)])  # warm-up
+    recognize = recognizer.recognize
+    if settings.plate_patterns:  # as PlateReader applies them in the daemon
+        patterns = PlatePatterns(settings.plate_patterns)
+
+        def recognize(crops: Sequence[ImageArray]) -> list[Recognition]:
+            return [patterns.apply(r) for r in recognizer.recognize(crops)]
+
+    recognize([np.full((64, 128, 3), 200, dtype=np.uint8)])  # warm-up
     scores: list[CropScore] = []
     with Progress(len(samples), "evaluate") as bar:
         for start in range(0, len(samples), CROP_BATCH):
             batch = samples[start : start + CROP_BATCH]
-            scores.extend(score_crop_batch(recognizer.recognize, batch))
+            scores.extend(score_crop_batch(recognize, batch))
             bar.advance(len(batch))
     info: Info = {
         "layout": "crops",
         "dataset": str(root),
         "recognizer": str(recognizer.version),
         "split": split,
+        **_patterns_info(settings),
     }
     metrics = summarize_crops(scores)
     states = [(s.image, s.state.upper()) for s in samples if s.state]
@@ -570,10 +580,16 @@ def _classify_labelled(
     }
 
 
+def _patterns_info(settings: ModelSettings) -> Info:
+    """The plate formats the reads were held to, when any."""
+    return {"plate_patterns": ",".join(settings.plate_patterns)} if settings.plate_patterns else {}
+
+
 MODEL_FLAGS = {
     "detector": "--detector",
     "recognizer": "--recognizer",
     "detector_input_size": "--detector-input-size",
+    "plate_patterns": "--plate-patterns",
 }
 """``[models]`` keys the command line sets, over the config's."""
 

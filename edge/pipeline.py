@@ -1,4 +1,5 @@
-"""One image in, plates read out: the detector, crop rectification and recognizer together.
+"""One image in, plates read out: the detector, crop rectification, recognizer and the
+agency's plate formats (``models.plate_patterns``) together.
 
 The daemon, ``alpr-edge read`` and ``alpr-edge evaluate`` all go through ``PlateReader`` so
 that what is measured is what runs on the pole.
@@ -14,6 +15,7 @@ import numpy as np
 
 from edge.config import ModelSettings
 from edge.inference.formats import Detector, Recognizer, load_detector, load_recognizer
+from edge.inference.patterns import PlatePatterns
 from edge.inference.rectify import rectify_plate
 from edge.types import Detection, ImageArray, PlateResult, PlateStatus
 
@@ -36,10 +38,13 @@ class PlateReader:
         recognizer: Recognizer,
         *,
         min_plate_height: float = 8.0,
+        patterns: PlatePatterns | None = None,
     ) -> None:
         self.detector = detector
         self.recognizer = recognizer
         self.min_plate_height = min_plate_height
+        self.patterns = patterns
+        """None: no format prior, reads are what the recognizer said."""
         self.times = StageTimes()
 
     @classmethod
@@ -55,7 +60,8 @@ class PlateReader:
         recognizer = load_recognizer(
             settings.recognizer, providers=settings.providers, threads=settings.threads
         )
-        return cls(detector, recognizer)
+        patterns = PlatePatterns(settings.plate_patterns) if settings.plate_patterns else None
+        return cls(detector, recognizer, patterns=patterns)
 
     def warm_up(self, width: int = 1280, height: int = 720) -> float:
         """Run both models once so the first real frame is not slow; returns ms taken."""
@@ -81,6 +87,8 @@ class PlateReader:
         start = time.perf_counter()
         crops = [rectify_plate(image, d) for d in detections]
         reads = self.recognizer.recognize(crops)
+        if self.patterns is not None:
+            reads = [self.patterns.apply(r) for r in reads]
         self.times.recognize_ms.append((time.perf_counter() - start) * 1000.0)
         # The recognizer's status head says "none" for badges, lights and signs that the
         # detector mistook for plates: its second opinion is what keeps precision up.

@@ -221,9 +221,14 @@ def _softmax(logits: FloatArray) -> FloatArray:
     return out
 
 
+def read_confidence(chars: Sequence[CharSlot]) -> float:
+    """A read's confidence: the product of its character probabilities; 0.0 for no text."""
+    return float(np.prod([c.prob for c in chars])) if chars else 0.0
+
+
 def _recognition(chars: tuple[CharSlot, ...], head: PlateStatus | None) -> Recognition:
     text = "".join(c.char for c in chars)
-    confidence = float(np.prod([c.prob for c in chars])) if chars else 0.0
+    confidence = read_confidence(chars)
     if not chars:
         status = PlateStatus.NONE  # nothing read: whatever the head says, there is no text
     elif head is not None:
