@@ -35,7 +35,7 @@ def _settings(config: Path | None, video: Path) -> tuple[Settings, CameraSetting
     if config is not None:
         settings = load_settings(config)
         base = settings.cameras[0]
-        camera = base.model_copy(update={"source": camera.source, "realtime": False})
+        camera = base.model_copy(update={"source": camera.source, "realtime": False, "loop": False})
     else:
         settings = Settings(device_id="bench", cameras=[camera])
     return settings, camera
@@ -124,6 +124,7 @@ def bench(video: Path, config: Path | None = None) -> dict[str, Any]:
         "frames": frames,
         "frames_processed": processor.frames_processed,
         "frames_gated": processor.frames_gated,
+        "frames_skipped": processor.frames_skipped,
         "fps": round(frames / wall, 2) if wall > 0 else 0.0,
         "realtime_factor": round(frames / fps / wall, 2) if wall > 0 else 0.0,
         "wall_s": round(wall, 2),
@@ -149,7 +150,8 @@ def run_bench(args: argparse.Namespace) -> int:
     out = sys.stdout
     print(
         f"{result['frames']} frames decoded, {result['frames_processed']} processed "
-        f"({result['frames_gated']} skipped by the motion gate) in {result['wall_s']} s: "
+        f"({result['frames_gated']} skipped by the motion gate, {result['frames_skipped']} by "
+        f"camera.process_fps) in {result['wall_s']} s: "
         f"{result['fps']} fps, {result['realtime_factor']}x real time",
         file=out,
     )

@@ -244,6 +244,13 @@ class CameraSettings(_Closed):
         None, description="region-of-interest polygon, [[x, y], ...] in 0..1 frame fractions"
     )
     queue_size: int = Field(4, ge=1, le=256, description="frames buffered before dropping")
+    process_fps: float | None = Field(
+        None,
+        gt=0,
+        le=240,
+        description="run the models on at most this many frames a second (the rest are "
+        "decoded and skipped); none: every frame the motion gate passes",
+    )
 
     @field_validator("source")
     @classmethod

@@ -74,6 +74,10 @@ class FrameProcessor:
         self.timer = timer or StageTimer()
         self.frames_processed = 0
         self.frames_gated = 0
+        self.frames_skipped = 0
+        """Frames not run through the models because of ``camera.process_fps``."""
+        self._min_interval = 0.9 / camera.process_fps if camera.process_fps else 0.0
+        self._next_due = float("-inf")
         self._mask: ImageArray | None = None
         self.attributes = attributes or AttributeModels.from_settings(settings.models)
         self._frames_with_plates = 0
@@ -85,16 +89,26 @@ class FrameProcessor:
             with self.timer.measure("motion"):
                 moving = self.gate.update(frame.image, stream_time)
         # While a plate is being followed every frame counts, even if the gate is quiet.
-        if moving or self.tracker.open_tracks:
+        observations: list[PlateObservation] = []
+        if not (moving or self.tracker.open_tracks):
+            self.frames_gated += 1
+        elif not self._over_rate(stream_time):
             observations = self._observe(frame, stream_time)
             self.frames_processed += 1
             if observations and self.on_observations is not None:
                 self.on_observations(observations)
-        else:
-            observations = []
-            self.frames_gated += 1
         with self.timer.measure("track"):
             return self._settle(self.tracker.update(stream_time, observations))
+
+    def _over_rate(self, stream_time: float) -> bool:
+        """True when ``camera.process_fps`` says this frame comes too soon after the last one
+        the models ran on (it is skipped, and counted). 0.9 of the interval, so a 30 fps
+        camera capped at 15 runs the models on every other frame, not every third."""
+        if stream_time < self._next_due:
+            self.frames_skipped += 1
+            return True
+        self._next_due = stream_time + self._min_interval
+        return False
 
     def idle(self, stream_time: float) -> list[VehiclePass]:
         """No frame arrived: let passes time out."""
