@@ -10,6 +10,7 @@ import ipaddress
 import os
 import re
 import tomllib
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -438,14 +439,17 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_file = _TOML_FILE.get("path")
+        toml_file = _TOML_FILE.get()
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if toml_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
         return tuple(sources)
 
 
-_TOML_FILE: dict[str, Path | None] = {"path": None}
+_TOML_FILE: ContextVar[Path | None] = ContextVar("alpr_edge_toml_file", default=None)
+"""The TOML file ``load_settings`` is reading, for ``settings_customise_sources``: pydantic
+builds the sources from the class, so the path travels beside the call, per thread/context
+(a reload on one thread cannot hand its file to a load on another)."""
 
 
 def _format_errors(exc: ValidationError, origin: str, lines_of: TomlLines | None = None) -> str:
@@ -589,11 +593,11 @@ def load_settings(path: Path | None, **overrides: Any) -> Settings:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    _TOML_FILE["path"] = path
+    token = _TOML_FILE.set(path)
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         lines_of = None if path is None else TomlLines.of_file(path)
         raise ConfigError(_format_errors(exc, origin, lines_of)) from None
     finally:
-        _TOML_FILE["path"] = None
+        _TOML_FILE.reset(token)

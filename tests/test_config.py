@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,25 @@ def test_topic_prefix_rejects_wildcards(text: str, wildcard: str) -> None:
             cameras=[{"id": "c", "source": "v4l2:///dev/video0"}],
             mqtt={"topic_prefix": text + wildcard},
         )
+
+
+def test_configs_loaded_at_once_on_threads_each_get_their_own_file(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = []
+    for i in range(4):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        paths.append(write(folder, MINIMAL.replace("pole-1", f"pole-{i}")))
+
+    def device_of(i: int) -> tuple[int, str]:
+        return i % 4, load_settings(paths[i % 4]).device_id
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, so a shared path would be seen
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(device_of, range(200)))
+    finally:
+        sys.setswitchinterval(interval)
+    assert all(device == f"pole-{i}" for i, device in results)
