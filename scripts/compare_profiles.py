@@ -1,0 +1,120 @@
+"""Fast vs default vs accurate settings: accuracy (`alpr-edge evaluate`) and speed (`bench`).
+
+    python3 scripts/compare_profiles.py --data ../shared/datasets [--clip busy1080.mp4]
+
+For each profile it writes a daemon config, then runs, through the real CLI,
+``alpr-edge evaluate --config`` on openalpr-endtoend-eu, openalpr-endtoend-br and the
+held-out US crops, and ``alpr-edge bench --config`` on a busy 1080p clip (rendered with
+scripts/make_demo_clip.py when ``--clip`` is not given). It prints one markdown table
+and, last, one JSON object with every figure.
+
+Profiles (the [models] and [[cameras]] settings that differ):
+  accurate  detector_input_size = 960, FP32 recognizer, every moving frame
+  default   the shipped defaults: detector input 768 (the model's), FP32 recognizer
+  fast      detector_input_size = 640, INT8 recognizer, camera.process_fps = 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from scripts.make_demo_clip import make_clip  # noqa: E402
+
+PROFILES: dict[str, dict[str, str]] = {
+    "accurate": {"models": "detector_input_size = 960\n", "camera": ""},
+    "default": {"models": "", "camera": ""},
+    "fast": {
+        "models": 'detector_input_size = 640\nrecognizer = "{models}/plate-recognizer-int8.onnx"\n',
+        "camera": "process_fps = 10.0\n",
+    },
+}
+DATASETS = (
+    ("eu", "openalpr-endtoend-eu", ()),
+    ("br", "openalpr-endtoend-br", ()),
+    ("us", "openalpr-us-plate-crops", ("--split", "holdout")),
+)
+
+
+def write_config(folder: Path, profile: str, clip: Path) -> Path:
+    parts = PROFILES[profile]
+    models = parts["models"].replace("{models}", str(REPO / "models"))
+    config = folder / f"{profile}.toml"
+    config.write_text(
+        f"""device_id = "profile-{profile}"
+[mqtt]
+host = "127.0.0.1"
+[storage]
+dir = "{folder / profile}"
+[models]
+{models}
+[[cameras]]
+id = "cam"
+source = "{clip.resolve().as_uri()}"
+{parts["camera"]}""",
+        encoding="utf-8",
+    )
+    return config
+
+
+def last_json(cmd: list[str]) -> dict[str, Any]:
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--data", type=Path, required=True, help="the shared datasets directory")
+    ap.add_argument("--clip", type=Path, default=None, help="busy 1080p clip for bench")
+    ap.add_argument("--profiles", default="accurate,default,fast")
+    args = ap.parse_args()
+    edge = [sys.executable, "-m", "edge"]
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="alpr-profiles-") as tmp:
+        folder = Path(tmp)
+        clip: Path = args.clip or folder / "busy1080.mp4"
+        if args.clip is None:
+            make_clip(clip, vehicles=8, seed=5, width=1920, height=1080)
+        for profile in args.profiles.split(","):
+            config = write_config(folder, profile, clip)
+            row: dict[str, Any] = {}
+            for key, name, extra in DATASETS:
+                target = str(args.data / name)
+                row[key] = last_json(
+                    [*edge, "evaluate", target, "--json", "--config", str(config), *extra]
+                )
+            row["bench"] = last_json([*edge, "bench", str(clip), "--json", "--config", str(config)])
+            results[profile] = row
+            print(f"{profile}: done", file=sys.stderr, flush=True)
+    print(
+        "| profile | eu recall | eu exact | br recall | br exact | US crops exact "
+        "| bench fps | processed frames | reads | detect ms | peak RSS MB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for profile, row in results.items():
+        b = row["bench"]
+        print(
+            f"| {profile} | {row['eu']['detection_recall']:.3f} | {row['eu']['exact_match']:.3f} "
+            f"| {row['br']['detection_recall']:.3f} | {row['br']['exact_match']:.3f} "
+            f"| {row['us']['exact_match']:.3f} | {b['fps']} | {b['frames_processed']} "
+            f"| {b['reads']} | {b['stage_ms'].get('detect')} | {b['peak_rss_mb']} |"
+        )
+    print(json.dumps(results, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
