@@ -44,6 +44,29 @@ def mosquitto_binary() -> str:
     return found
 
 
+def start_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """A private mosquitto on a free loopback port (anonymous, no persistence), up and
+    accepting connections; its config file goes in ``workdir``."""
+    port = free_port()
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n", encoding="utf-8"
+    )
+    proc = subprocess.Popen(
+        [mosquitto_binary(), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+        except OSError:
+            time.sleep(0.05)
+        else:
+            return proc, port
+    proc.kill()
+    raise SystemExit("mosquitto did not start")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="alpr-edge demo on a synthetic clip")
     parser.add_argument("--vehicles", type=int, default=6)
@@ -59,16 +82,7 @@ def main() -> int:
     passes = make_clip(clip, vehicles=args.vehicles, seed=args.seed)
     print(f"rendered {clip}: {len(passes)} vehicles: {' '.join(p.text for p in passes)}")
 
-    port = free_port()
-    broker_conf = workdir / "mosquitto.conf"
-    broker_conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n", encoding="utf-8"
-    )
-    broker = subprocess.Popen(
-        [mosquitto_binary(), "-c", str(broker_conf)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    broker, port = start_broker(workdir)
     config = workdir / "config.toml"
     config.write_text(
         f"""device_id = "demo-pole"

@@ -15,10 +15,7 @@ and the ceiling for speed; the daemon's default is ``mqtt.backlog_rate_per_s = 5
 from __future__ import annotations
 
 import argparse
-import shutil
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +34,7 @@ from edge.publisher import MqttPublisher  # noqa: E402
 from edge.signing import EventSigner  # noqa: E402
 from edge.store import ReadStore  # noqa: E402
 from edge.types import Direction, PlateStatus, TextCandidate, VehiclePass  # noqa: E402
+from scripts.demo import start_broker  # noqa: E402
 
 BATCH = 10_000
 
@@ -82,34 +80,18 @@ def fill(db_path: Path, reads: int, crop_bytes: int) -> None:
             event_id = str(uuid.uuid4())
             template["seq"], template["event_id"] = seq, event_id
             payload = encode_payload(template).decode("utf-8")
-            rows.append((event_id, seq, "cam1", created, "AB12CDE", payload, None, created))
+            # event_id, seq, camera_id, captured_at, plate_text, payload, published_at,
+            # created_at, hit, plate_index (None: the store is not encrypted here)
+            rows.append(
+                (event_id, seq, "cam1", created, "AB12CDE", payload, None, created, 0, None)
+            )
             crops.append((event_id, crop))
         with conn:
-            conn.executemany("INSERT INTO reads VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany("INSERT INTO reads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             conn.executemany("INSERT INTO crops VALUES (?, ?)", crops)
     with conn:
         conn.execute("UPDATE counters SET value = ? WHERE name = 'seq'", [reads])
     conn.close()
-
-
-def start_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    config = workdir / "mosquitto.conf"
-    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n", encoding="utf-8")
-    proc = subprocess.Popen([binary, "-c", str(config)], stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-        except OSError:
-            time.sleep(0.05)
-        else:
-            return proc, port
-    proc.kill()
-    raise RuntimeError("mosquitto did not start")
 
 
 def main() -> int:
