@@ -49,3 +49,15 @@ def test_measure_soak_runs_the_daemon_on_a_looping_clip(tmp_path: Path) -> None:
     # entering where they entered before, so they are new passes, not a parked plate
     assert result["reads"] > len(passes)
     assert result["samples"] >= 5 and result["peak_rss_mib"] > 50
+
+
+def test_store_memory_stops_growing_once_the_page_cache_is_full() -> None:
+    done = run_script(
+        "scripts/measure_store_memory.py", "--reads", "3000", "--every", "500", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    # SQLite's page cache (2 MiB by default) fills in the first ~1000 reads; after that
+    # a store that kept anything per read would keep growing.
+    assert result["growth_mib_second_half"] < 0.5
+    assert result["growth_mib_end"] < 8
