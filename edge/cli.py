@@ -66,21 +66,35 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return run_checks(settings, connect=args.connect, out=sys.stdout)
 
 
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model flags ``read`` and ``evaluate`` share (edge.evaluate.model_settings_from_args)."""
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="daemon config: use its [models] settings (the flags below override it)",
+    )
+    parser.add_argument("--detector", type=Path, help="detector ONNX model")
+    parser.add_argument("--recognizer", type=Path, help="recognizer ONNX model")
+    parser.add_argument(
+        "--detector-input-size",
+        metavar="N",
+        help="long side of the image as the detector sees it (a multiple of 32, 160-3840)",
+    )
+    parser.add_argument(
+        "--plate-patterns",
+        type=_comma_list,
+        metavar="P,P",
+        help='plate formats, L letter, N digit, ? any (e.g. LLLNNNN,LLLNLNN); "" for none',
+    )
+
+
 def _cmd_read(args: argparse.Namespace) -> int:
-    from edge.config import ModelSettings
+    from edge.evaluate import model_settings_from_args
     from edge.imageio import load_image
     from edge.pipeline import PlateReader
 
     _setup_logging("warning")
-    models = ModelSettings()
-    if args.detector is not None or args.recognizer is not None:
-        models = models.model_copy(
-            update={
-                k: v
-                for k, v in (("detector", args.detector), ("recognizer", args.recognizer))
-                if v is not None
-            }
-        )
+    models = model_settings_from_args(args)
     reader = PlateReader.from_settings(models)
     failed = 0
     for path in args.images:
@@ -356,8 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     read.add_argument("images", nargs="+", type=Path, help="image files")
     read.add_argument("--json", action="store_true", help="one JSON object per image")
-    read.add_argument("--detector", type=Path, help="detector ONNX model (default: shipped)")
-    read.add_argument("--recognizer", type=Path, help="recognizer ONNX model (default: shipped)")
+    _model_arguments(read)
 
     evaluate = _command(
         sub,
@@ -372,24 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("dataset", type=Path, help="dataset folder")
     evaluate.add_argument("--json", action="store_true", help="last line: one JSON object")
-    evaluate.add_argument(
-        "--config",
-        type=Path,
-        help="daemon config: measure with its [models] settings (the flags below override it)",
-    )
-    evaluate.add_argument("--detector", type=Path, help="detector ONNX model")
-    evaluate.add_argument("--recognizer", type=Path, help="recognizer ONNX model")
-    evaluate.add_argument(
-        "--detector-input-size",
-        metavar="N",
-        help="long side of the image as the detector sees it (a multiple of 32, 160-3840)",
-    )
-    evaluate.add_argument(
-        "--plate-patterns",
-        type=_comma_list,
-        metavar="P,P",
-        help='plate formats, L letter, N digit, ? any (e.g. LLLNNNN,LLLNLNN); "" for none',
-    )
+    _model_arguments(evaluate)
     evaluate.add_argument("--limit", type=int, default=0, help="only the first N items")
     evaluate.add_argument(
         "--split",

@@ -594,7 +594,7 @@ MODEL_FLAGS = {
 """``[models]`` keys the command line sets, over the config's."""
 
 
-def _model_settings(args: argparse.Namespace) -> ModelSettings:
+def model_settings_from_args(args: argparse.Namespace) -> ModelSettings:
     """The daemon config's ``[models]`` (its loader, its errors), else the defaults, with the
     flags given over them, validated as the config is; a bad flag is a UsageError."""
     from pydantic import ValidationError
@@ -630,7 +630,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UsageError(f"--split {split} applies to crops datasets with {CROPS_LABELS} only")
     if layout != "openalpr" and getattr(args, "detector_input_size", None) is not None:
         raise UsageError("--detector-input-size applies to OpenALPR-layout datasets only")
-    settings = _model_settings(args)
+    settings = model_settings_from_args(args)
     if layout == "crops":
         report = evaluate_crops(root, settings, limit, split)
     elif layout == "vehicles":
