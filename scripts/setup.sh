@@ -19,5 +19,5 @@ if [ "${1:-}" = "--training" ]; then
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get install -y -qq --no-install-recommends fonts-bebas-neue fonts-urw-base35 \
         fonts-texgyre fonts-open-sans fonts-b612 fonts-league-spartan fonts-noto-core >/dev/null
-    python3 -m pip install -q --disable-pip-version-check torch==2.13.0
+    python3 -m pip install -q --disable-pip-version-check -e ".[dev,train]"
 fi

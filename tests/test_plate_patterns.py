@@ -338,9 +338,6 @@ def test_a_bad_plate_patterns_flag_is_a_usage_error(
 def test_read_command_takes_patterns_from_the_flag_and_the_config(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    drawn, registration = AMBIGUOUS[0]
-    image = tmp_path / "scene.png"
-    cv2.imwrite(str(image), _scene(_plate(drawn)))
     config = tmp_path / "config.toml"
     config.write_text(
         'device_id = "p"\n[mqtt]\nhost = "127.0.0.1"\n[models]\n'
@@ -348,12 +345,19 @@ def test_read_command_takes_patterns_from_the_flag_and_the_config(
         '[[cameras]]\nid = "c"\nsource = "file:///clip.mp4"\n'
     )
 
-    def texts(*args: str) -> list[str]:
+    def texts(image: Path, *args: str) -> list[str]:
         assert main(["read", str(image), "--json", *args]) == 0
         out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         return [p["text"] for p in out["plates"]]
 
-    assert registration not in texts()
-    assert registration in texts("--plate-patterns", ",".join(BR))
-    assert registration in texts("--config", str(config))
-    assert registration not in texts("--config", str(config), "--plate-patterns", "")
+    misread = 0
+    for index, (drawn, registration) in enumerate(AMBIGUOUS):
+        image = tmp_path / f"scene{index}.png"
+        cv2.imwrite(str(image), _scene(_plate(drawn)))
+        assert registration in texts(image, "--plate-patterns", ",".join(BR))
+        assert registration in texts(image, "--config", str(config))
+        plain = texts(image)
+        assert texts(image, "--config", str(config), "--plate-patterns", "") == plain
+        misread += registration not in plain
+    # the digits drawn in letter places fool the plain reader at least once (as in evaluate)
+    assert misread >= 1
