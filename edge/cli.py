@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from edge import __version__
 from edge.errors import EX_SOFTWARE, EdgeError, UsageError
 from edge.logs import LogFormat, setup_logging
+from edge.model_flags import add_model_arguments, model_settings
 from edge.provision.commands import add_provision_commands
 
 log = logging.getLogger("edge")
@@ -66,35 +67,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return run_checks(settings, connect=args.connect, out=sys.stdout)
 
 
-def _model_arguments(parser: argparse.ArgumentParser) -> None:
-    """The model flags ``read`` and ``evaluate`` share (edge.evaluate.model_settings_from_args)."""
-    parser.add_argument(
-        "--config",
-        type=Path,
-        help="daemon config: use its [models] settings (the flags below override it)",
-    )
-    parser.add_argument("--detector", type=Path, help="detector ONNX model")
-    parser.add_argument("--recognizer", type=Path, help="recognizer ONNX model")
-    parser.add_argument(
-        "--detector-input-size",
-        metavar="N",
-        help="long side of the image as the detector sees it (a multiple of 32, 160-3840)",
-    )
-    parser.add_argument(
-        "--plate-patterns",
-        type=_comma_list,
-        metavar="P,P",
-        help='plate formats, L letter, N digit, ? any (e.g. LLLNNNN,LLLNLNN); "" for none',
-    )
-
-
 def _cmd_read(args: argparse.Namespace) -> int:
-    from edge.evaluate import model_settings_from_args
     from edge.imageio import load_image
     from edge.pipeline import PlateReader
 
     _setup_logging("warning")
-    models = model_settings_from_args(args)
+    models = model_settings(args)
     reader = PlateReader.from_settings(models)
     failed = 0
     for path in args.images:
@@ -197,10 +175,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be 1 or more")
     return value
-
-
-def _comma_list(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def _cmd_reads_search(args: argparse.Namespace) -> int:
@@ -370,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     read.add_argument("images", nargs="+", type=Path, help="image files")
     read.add_argument("--json", action="store_true", help="one JSON object per image")
-    _model_arguments(read)
+    add_model_arguments(read)
 
     evaluate = _command(
         sub,
@@ -385,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("dataset", type=Path, help="dataset folder")
     evaluate.add_argument("--json", action="store_true", help="last line: one JSON object")
-    _model_arguments(evaluate)
+    add_model_arguments(evaluate)
     evaluate.add_argument("--limit", type=int, default=0, help="only the first N items")
     evaluate.add_argument(
         "--split",

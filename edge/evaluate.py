@@ -69,6 +69,7 @@ import numpy as np
 
 from edge.errors import InputError, UsageError
 from edge.imageio import load_image
+from edge.model_flags import model_settings
 from edge.progress import Progress
 from edge.types import ImageArray, PlateResult, Recognition
 
@@ -585,38 +586,6 @@ def _patterns_info(settings: ModelSettings) -> Info:
     return {"plate_patterns": ",".join(settings.plate_patterns)} if settings.plate_patterns else {}
 
 
-MODEL_FLAGS = {
-    "detector": "--detector",
-    "recognizer": "--recognizer",
-    "detector_input_size": "--detector-input-size",
-    "plate_patterns": "--plate-patterns",
-}
-"""``[models]`` keys the command line sets, over the config's."""
-
-
-def model_settings_from_args(args: argparse.Namespace) -> ModelSettings:
-    """The daemon config's ``[models]`` (its loader, its errors), else the defaults, with the
-    flags given over them, validated as the config is; a bad flag is a UsageError."""
-    from pydantic import ValidationError
-
-    from edge.config import ModelSettings, load_settings
-
-    config: Path | None = getattr(args, "config", None)
-    base = load_settings(config).models if config is not None else ModelSettings()
-    update = {k: v for k in MODEL_FLAGS if (v := getattr(args, k, None)) is not None}
-    if not update:
-        return base
-    try:
-        return ModelSettings.model_validate({**base.model_dump(), **update})
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        flag = MODEL_FLAGS.get(str(error["loc"][0]), "--" + str(error["loc"][0]))
-        value = error.get("input")
-        shown = f" {value}" if isinstance(value, str | int | float) else ""
-        reason = error["msg"].removeprefix("Value error, ")
-        raise UsageError(f"{flag}{shown}: {reason}") from None
-
-
 def run_evaluate(args: argparse.Namespace) -> int:
     root: Path = args.dataset
     limit: int = args.limit
@@ -630,7 +599,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UsageError(f"--split {split} applies to crops datasets with {CROPS_LABELS} only")
     if layout != "openalpr" and getattr(args, "detector_input_size", None) is not None:
         raise UsageError("--detector-input-size applies to OpenALPR-layout datasets only")
-    settings = model_settings_from_args(args)
+    settings = model_settings(args)
     if layout == "crops":
         report = evaluate_crops(root, settings, limit, split)
     elif layout == "vehicles":
