@@ -31,6 +31,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from scripts.demo import write_config  # noqa: E402
 from scripts.make_demo_clip import make_clip  # noqa: E402
 
 INT8 = 'recognizer = "{models}/plate-recognizer-int8.onnx"\n'
@@ -47,25 +48,16 @@ DATASETS = (
 )
 
 
-def write_config(folder: Path, profile: str, clip: Path) -> Path:
+def profile_config(folder: Path, profile: str, clip: Path) -> Path:
     parts = PROFILES[profile]
-    models = parts["models"].replace("{models}", str(REPO / "models"))
-    config = folder / f"{profile}.toml"
-    config.write_text(
-        f"""device_id = "profile-{profile}"
-[mqtt]
-host = "127.0.0.1"
-[storage]
-dir = "{folder / profile}"
-[models]
-{models}
-[[cameras]]
-id = "cam"
-source = "{clip.resolve().as_uri()}"
-{parts["camera"]}""",
-        encoding="utf-8",
+    return write_config(
+        folder / f"{profile}.toml",
+        device_id=f"profile-{profile}",
+        clip=clip,
+        state=folder / profile,
+        models=parts["models"].replace("{models}", str(REPO / "models")),
+        camera=parts["camera"],
     )
-    return config
 
 
 def last_json(cmd: list[str]) -> dict[str, Any]:
@@ -93,7 +85,7 @@ def main() -> int:
         if args.clip is None:
             make_clip(clip, vehicles=8, seed=5, width=1920, height=1080)
         for profile in args.profiles.split(","):
-            config = write_config(folder, profile, clip)
+            config = profile_config(folder, profile, clip)
             row: dict[str, Any] = {}
             for key, name, extra in DATASETS:
                 target = str(args.data / name)

@@ -44,6 +44,39 @@ def mosquitto_binary() -> str:
     return found
 
 
+def write_config(
+    path: Path,
+    *,
+    device_id: str,
+    clip: Path,
+    state: Path,
+    port: int = 1883,
+    models: str = "",
+    camera: str = "",
+) -> Path:
+    """A daemon config for a local broker on ``port``, its data in ``state``, one camera
+    reading ``clip``; ``models`` and ``camera`` are extra TOML lines for those tables."""
+    path.write_text(
+        f"""device_id = "{device_id}"
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+[storage]
+dir = "{state}"
+[models]
+{models}
+[[cameras]]
+id = "cam1"
+source = "{clip.resolve().as_uri()}"
+latitude = 33.8303
+longitude = -116.5453
+heading_deg = 90.0
+{camera}""",
+        encoding="utf-8",
+    )
+    return path
+
+
 def start_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     """A private mosquitto on a free loopback port (anonymous, no persistence), up and
     accepting connections; its config file goes in ``workdir``."""
@@ -83,23 +116,13 @@ def main() -> int:
     print(f"rendered {clip}: {len(passes)} vehicles: {' '.join(p.text for p in passes)}")
 
     broker, port = start_broker(workdir)
-    config = workdir / "config.toml"
-    config.write_text(
-        f"""device_id = "demo-pole"
-[mqtt]
-host = "127.0.0.1"
-port = {port}
-[storage]
-dir = "{workdir / "state"}"
-[[cameras]]
-id = "demo-cam"
-source = "file://{clip}"
-realtime = {"true" if args.realtime else "false"}
-latitude = 33.8303
-longitude = -116.5453
-heading_deg = 90.0
-""",
-        encoding="utf-8",
+    config = write_config(
+        workdir / "config.toml",
+        device_id="demo-pole",
+        state=workdir / "state",
+        port=port,
+        clip=clip,
+        camera=f"realtime = {'true' if args.realtime else 'false'}\n",
     )
     received: list[dict[str, Any]] = []  # decoded JSON read events
     lock = threading.Lock()

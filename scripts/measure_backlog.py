@@ -40,7 +40,8 @@ BATCH = 10_000
 
 
 def rss_kib(field: str = "VmRSS") -> int:
-    """Resident set size (``VmRSS``) or its peak so far (``VmHWM``) of this process, KiB."""
+    """A memory field of this process from /proc/self/status, KiB: ``VmRSS`` (resident),
+    ``VmHWM`` (its peak so far), ``RssAnon`` (anonymous resident memory), ..."""
     for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
@@ -51,17 +52,16 @@ def mib(kib: int) -> str:
     return f"{kib / 1024:.1f} MiB"
 
 
-def fill(db_path: Path, reads: int, crop_bytes: int) -> None:
-    """Bulk insert through SQLite directly (one transaction per batch, no fsync per row):
-    the daemon stores one read at a time, but 600k fsyncs would only measure the disk."""
-    ReadStore(db_path).close()  # creates the layout the daemon uses
-    now = datetime.now(UTC)
-    camera = CameraSettings(id="cam1", source="v4l2:///dev/video0")
-    vehicle_pass = VehiclePass(
+CAMERA = CameraSettings(id="cam1", source="v4l2:///dev/video0")
+
+
+def sample_pass(text: str, now: datetime) -> VehiclePass:
+    """A confident full read of ``text`` on camera cam1, seen at ``now``."""
+    return VehiclePass(
         camera_id="cam1",
-        text="AB12CDE",
+        text=text,
         confidence=0.97,
-        candidates=(TextCandidate("AB12CDE", 0.97),),
+        candidates=(TextCandidate(text, 0.97),),
         status=PlateStatus.FULL,
         first_seen=now,
         last_seen=now,
@@ -69,7 +69,15 @@ def fill(db_path: Path, reads: int, crop_bytes: int) -> None:
         frames_seen=8,
         direction=Direction.APPROACHING,
     )
-    template = to_payload(build_read_event(vehicle_pass, device_id="bench", camera=camera), seq=1)
+
+
+def fill(db_path: Path, reads: int, crop_bytes: int) -> None:
+    """Bulk insert through SQLite directly (one transaction per batch, no fsync per row):
+    the daemon stores one read at a time, but 600k fsyncs would only measure the disk."""
+    ReadStore(db_path).close()  # creates the layout the daemon uses
+    now = datetime.now(UTC)
+    event = build_read_event(sample_pass("AB12CDE", now), device_id="bench", camera=CAMERA)
+    template = to_payload(event, seq=1)
     crop = b"\xff\xd8" + bytes(max(0, crop_bytes - 4)) + b"\xff\xd9"
     created = format_time(now)
     conn = sqlite3.connect(db_path)

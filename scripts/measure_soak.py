@@ -35,7 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from scripts.demo import start_broker  # noqa: E402
+from scripts.demo import start_broker, write_config  # noqa: E402
 from scripts.make_demo_clip import make_clip  # noqa: E402
 
 WARM_UP_S = 300.0
@@ -75,29 +75,6 @@ def slope_per_hour(samples: list[tuple[float, float]]) -> float:
         return 0.0
     cov = sum((t - mean_t) * (m - mean_m) for t, m in samples)
     return cov / var * 3600.0
-
-
-def write_config(workdir: Path, clip: Path, port: int) -> Path:
-    config = workdir / "config.toml"
-    config.write_text(
-        f"""device_id = "soak-pole"
-[mqtt]
-host = "127.0.0.1"
-port = {port}
-[storage]
-dir = "{workdir / "state"}"
-[[cameras]]
-id = "soak-cam"
-source = "{clip.resolve().as_uri()}"
-realtime = true
-loop = true
-latitude = 33.8303
-longitude = -116.5453
-heading_deg = 90.0
-""",
-        encoding="utf-8",
-    )
-    return config
 
 
 def main() -> int:
@@ -141,7 +118,14 @@ def main() -> int:
                 time.sleep(0.1)
         client.subscribe("alpr/soak-pole/reads", qos=1)
         client.loop_start()
-        config = write_config(workdir, clip, port)
+        config = write_config(
+            workdir / "config.toml",
+            device_id="soak-pole",
+            clip=clip,
+            state=workdir / "state",
+            port=port,
+            camera="realtime = true\nloop = true\n",
+        )
         log = (workdir / "daemon.log").open("wb")
         daemon = subprocess.Popen(
             [sys.executable, "-m", "edge", "run", "--config", str(config)],

@@ -25,17 +25,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge.config import CameraSettings  # noqa: E402
 from edge.events import build_read_event  # noqa: E402
 from edge.store import ReadStore  # noqa: E402
-from edge.types import Direction, PlateStatus, TextCandidate, VehiclePass  # noqa: E402
-
-
-def rss_anon_kib() -> int:
-    for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1])
-    raise RuntimeError("RssAnon not in /proc/self/status")
+from scripts.measure_backlog import CAMERA, rss_kib, sample_pass  # noqa: E402
 
 
 def main() -> int:
@@ -47,31 +39,17 @@ def main() -> int:
     ap.add_argument("--crop-bytes", type=int, default=6_000)
     ap.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = ap.parse_args()
-    camera = CameraSettings(id="cam1", source="v4l2:///dev/video0")
     crop = os.urandom(args.crop_bytes)  # incompressible, like a JPEG
     growth: dict[int, int] = {}
     with tempfile.TemporaryDirectory(prefix="store-memory-") as tmp:
         store = ReadStore(Path(tmp) / "reads.db")
-        start = rss_anon_kib()
+        start = rss_kib("RssAnon")
         try:
             for i in range(1, args.reads + 1):
-                now = datetime.now(UTC)
-                text = f"AB{i % 100_000:05d}"
-                vehicle_pass = VehiclePass(
-                    camera_id="cam1",
-                    text=text,
-                    confidence=0.9,
-                    candidates=(TextCandidate(text, 0.9),),
-                    status=PlateStatus.FULL,
-                    first_seen=now,
-                    last_seen=now,
-                    best_seen=now,
-                    frames_seen=8,
-                    direction=Direction.APPROACHING,
-                )
-                store.add(build_read_event(vehicle_pass, device_id="m", camera=camera), crop)
+                vehicle_pass = sample_pass(f"AB{i % 100_000:05d}", datetime.now(UTC))
+                store.add(build_read_event(vehicle_pass, device_id="m", camera=CAMERA), crop)
                 if i % args.every == 0 or i == args.reads:
-                    growth[i] = rss_anon_kib() - start
+                    growth[i] = rss_kib("RssAnon") - start
                     print(f"{i:7d} reads: RssAnon +{growth[i] / 1024:.2f} MiB", flush=True)
         finally:
             store.close()
