@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from scripts.demo import write_config
 from scripts.make_demo_clip import Pass, make_clip
 
 FPS = 25
@@ -40,24 +41,6 @@ def bench(video: Path, *extra: str) -> dict[str, Any]:
     return result
 
 
-def write_config(path: Path, video: Path, camera_extra: str = "") -> Path:
-    path.write_text(
-        f"""device_id = "bench-test"
-[mqtt]
-host = "127.0.0.1"
-[storage]
-dir = "{path.parent / "state"}"
-[[cameras]]
-id = "cam"
-source = "{video.as_uri()}"
-loop = true
-{camera_extra}
-""",
-        encoding="utf-8",
-    )
-    return path
-
-
 def test_bench_reports_frames_stages_reads_and_memory(clip: tuple[Path, list[Pass]]) -> None:
     video, passes = clip
     result = bench(video)
@@ -74,7 +57,13 @@ def test_process_fps_caps_model_frames_and_keeps_every_pass(
     video, passes = clip
     full = bench(video)
     # loop = true in the config must not make bench run forever: bench reads the clip once.
-    config = write_config(tmp_path / "config.toml", video, "process_fps = 10.0")
+    config = write_config(
+        tmp_path / "config.toml",
+        device_id="bench-test",
+        clip=video,
+        state=tmp_path / "state",
+        camera="loop = true\nprocess_fps = 10.0\n",
+    )
     capped = bench(video, "--config", str(config))
     assert capped["frames"] == full["frames"]
     assert capped["frames_skipped"] > 0
