@@ -453,16 +453,15 @@ def evaluate_crops(root: Path, settings: ModelSettings, limit: int, split: str) 
     samples = samples[:limit] if limit else samples
     from edge.inference.formats import load_recognizer  # once the labels are known to be good
     from edge.inference.patterns import PlatePatterns
+    from edge.pipeline import finish_reads
 
     recognizer = load_recognizer(
         settings.recognizer, providers=settings.providers, threads=settings.threads
     )
-    recognize = recognizer.recognize
-    if settings.plate_patterns:  # as PlateReader applies them in the daemon
-        patterns = PlatePatterns(settings.plate_patterns)
+    patterns = PlatePatterns(settings.plate_patterns) if settings.plate_patterns else None
 
-        def recognize(crops: Sequence[ImageArray]) -> list[Recognition]:
-            return [patterns.apply(r) for r in recognizer.recognize(crops)]
+    def recognize(crops: Sequence[ImageArray]) -> list[Recognition]:
+        return finish_reads(recognizer.recognize(crops), patterns)  # as PlateReader does
 
     recognize([np.full((64, 128, 3), 200, dtype=np.uint8)])  # warm-up
     scores: list[CropScore] = []

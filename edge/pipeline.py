@@ -1,5 +1,5 @@
-"""One image in, plates read out: the detector, crop rectification, recognizer and the
-agency's plate formats (``models.plate_patterns``) together.
+"""One image in, plates read out: the detector, crop rectification, recognizer, the
+plate-text context prior and the agency's plate formats (``models.plate_patterns``) together.
 
 The daemon, ``alpr-edge read`` and ``alpr-edge evaluate`` all go through ``PlateReader`` so
 that what is measured is what runs on the pole.
@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.config import ModelSettings
+from edge.inference.context import round_letters_between_digits
 from edge.inference.formats import Detector, Recognizer, load_detector, load_recognizer
 from edge.inference.patterns import PlatePatterns
 from edge.inference.rectify import rectify_plate
-from edge.types import Detection, ImageArray, PlateResult, PlateStatus
+from edge.types import Detection, ImageArray, PlateResult, PlateStatus, Recognition
 
 MIN_READ_CHARS = 2
 """A single character is a badge, a sticker or noise, never a plate (plates have 2 to 8)."""
@@ -86,9 +87,7 @@ class PlateReader:
             return []
         start = time.perf_counter()
         crops = [rectify_plate(image, d) for d in detections]
-        reads = self.recognizer.recognize(crops)
-        if self.patterns is not None:
-            reads = [self.patterns.apply(r) for r in reads]
+        reads = finish_reads(self.recognizer.recognize(crops), self.patterns)
         self.times.recognize_ms.append((time.perf_counter() - start) * 1000.0)
         # The recognizer's status head says "none" for badges, lights and signs that the
         # detector mistook for plates: its second opinion is what keeps precision up.
@@ -102,6 +101,13 @@ class PlateReader:
         """Detect and read every plate in one image, most confident first."""
         results = self.recognize(image, self.detect(image, roi_mask))
         return sorted(results, key=lambda r: -r.recognition.confidence)
+
+
+def finish_reads(reads: Sequence[Recognition], patterns: PlatePatterns | None) -> list[Recognition]:
+    """The recognizer's reads after the text priors: an O or Q between two digits is read as
+    the digit (edge/inference/context.py), then the agency's formats, if it set any."""
+    out = [round_letters_between_digits(r) for r in reads]
+    return out if patterns is None else [patterns.apply(r) for r in out]
 
 
 NESTED_SHARE = 0.6
