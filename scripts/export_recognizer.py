@@ -274,7 +274,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     model = CRNN()
-    model.load_state_dict(ck["model"])
+    # The moving average of the weights when the checkpoint has one (see train_recognizer.py).
+    model.load_state_dict(ck.get("ema", ck["model"]))
     model.eval()
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
