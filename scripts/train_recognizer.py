@@ -8,7 +8,8 @@ Data, mixed in every batch of 64:
   * 32 synthetic crops from scripts/synth/plates.py (render_plate: US, EU, BR, paper tags,
     cut-off and occluded plates, camera augmentation), generated on the fly;
   * 14 real US crops from openalpr-us-plate-crops, TRAIN part only, augmented;
-  * 14 real Brazilian crops from openalpr-br-plate-crops, augmented;
+  * 14 real Brazilian crops from openalpr-br-plate-crops, augmented, with the reviewed label
+    corrections of scripts/synth/br_label_review.csv;
   (real crops are drawn with rare_char_weights: crops with rare characters come up more often);
   * 4 non-plate crops (render_non_plate): empty CTC target, status "none".
 Hold-out rule (never trained on): a US crop is held out when
@@ -160,15 +161,35 @@ def load_real(data: Path) -> dict[str, list[tuple[np.ndarray, str]]]:
             if img is not None:
                 real["us"].append((img, text))
     br_dir = data / "openalpr-br-plate-crops"
+    review = load_label_review(BR_LABEL_REVIEW)
     with (br_dir / "labels.csv").open(newline="") as fh:
         for row in csv.DictReader(fh):
             text = row["text"].strip().upper()
+            if row["file"] in review:
+                text = review[row["file"]]  # "" drops the crop
             if not text or any(c not in ALPHABET for c in text):
                 continue
             img = cv2.imread(str(br_dir / row["file"]), cv2.IMREAD_COLOR)
             if img is not None:
                 real["br"].append((img, text))
     return real
+
+
+BR_LABEL_REVIEW = SCRIPTS / "synth" / "br_label_review.csv"
+"""openalpr-br-plate-crops takes its text from file names, unverified. Reviewed corrections:
+13 photos whose first letter is labelled Q where the plate shows O or I (the photos of O
+plates are otherwise few, so these taught the recognizer to read a Brazilian O as Q), and
+117 crops the step-23755 recognizer reads differently from the label, most of them label
+errors on inspection, left out."""
+
+
+def load_label_review(path: Path) -> dict[str, str]:
+    """file -> the text to train on: the corrected text, or "" to leave the crop out."""
+    with path.open(newline="") as fh:
+        return {
+            row["file"]: row["text"].strip().upper() if row["action"] == "relabel" else ""
+            for row in csv.DictReader(fh)
+        }
 
 
 def rare_char_weights(pool: list[tuple[np.ndarray, str]]) -> np.ndarray:
