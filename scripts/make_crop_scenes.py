@@ -1,0 +1,125 @@
+"""Put held-out plate crops on real cars: an end-to-end test set in the OpenALPR layout.
+
+There is no labelled US scene set here, so the detector and recognizer are never measured
+together on US plates. This makes one from data no model trained on: each held-out US crop
+(``openalpr-us-plate-crops``, the 30 % of scripts/synth/splits.py) is warped, with a pole
+camera's yaw, pitch and roll, onto the place of a labelled plate in a ro-plates-voc/valid
+frame (1280x720 dash-cam photos the detector never trained on). That frame's own plates are
+blurred out first, so every readable plate in the image is labelled. Plate heights are drawn
+from 36 to 90 px (characters of about 15 to 40 px on a US plate); a mild blur and JPEG
+re-encoding follow. Deterministic for a given ``--seed``::
+
+    python scripts/make_crop_scenes.py --data ../shared/datasets --out /tmp/us-scenes
+    alpr-edge evaluate /tmp/us-scenes --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from scripts.synth.scenes import paste_quad, random_plate_quad, read_voc_boxes  # noqa: E402
+from scripts.synth.splits import is_holdout  # noqa: E402
+
+MIN_HEIGHT, MAX_HEIGHT = 36.0, 90.0
+
+
+def held_out_crops(crops_dir: Path) -> list[tuple[str, str]]:
+    """(file, text) of the held-out crops, in labels.csv order."""
+    with (crops_dir / "labels.csv").open(newline="") as fh:
+        rows = [(r["file"], r["text"].strip().upper()) for r in csv.DictReader(fh)]
+    return [(f, t) for f, t in rows if is_holdout(f) and t.isalnum()]
+
+
+def frames(ro_valid: Path) -> list[tuple[Path, list[tuple[float, float, float, float]]]]:
+    """ro-plates-voc/valid frames with at least one labelled plate."""
+    out = []
+    for xml in sorted((ro_valid / "annots").glob("*.xml")):
+        boxes = read_voc_boxes(xml)
+        image = ro_valid / "images" / (xml.stem + ".jpg")
+        if boxes and image.is_file():
+            out.append((image, boxes))
+    return out
+
+
+def blur_out(img: np.ndarray, box: tuple[float, float, float, float]) -> None:
+    """Make a plate unreadable in place (a wide box blur over it and a small margin)."""
+    x1, y1, x2, y2 = box
+    pad = 0.3 * (y2 - y1)
+    xa, ya = max(int(x1 - pad), 0), max(int(y1 - pad), 0)
+    xb, yb = min(int(x2 + pad) + 1, img.shape[1]), min(int(y2 + pad) + 1, img.shape[0])
+    if xb > xa and ya < yb:
+        region = img[ya:yb, xa:xb]
+        k = max(int(y2 - y1) | 1, 9)
+        img[ya:yb, xa:xb] = cv2.blur(region, (k * 2 + 1, k))
+
+
+def make_scene(
+    rng: np.random.Generator,
+    frame: np.ndarray,
+    boxes: list[tuple[float, float, float, float]],
+    plate: np.ndarray,
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """The frame with its plates blurred and ``plate`` on the largest one's place."""
+    img = frame.copy()
+    for box in boxes:
+        blur_out(img, box)
+    x1, y1, x2, y2 = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+    height = float(rng.uniform(MIN_HEIGHT, MAX_HEIGHT))
+    aspect = plate.shape[1] / plate.shape[0]
+    cx = float(np.clip((x1 + x2) / 2, height * aspect, img.shape[1] - height * aspect))
+    cy = float(np.clip((y1 + y2) / 2, height, img.shape[0] - height))
+    quad = random_plate_quad(rng, cx, cy, height, aspect)
+    paste_quad(img, plate, quad, rng)
+    if rng.random() < 0.5:
+        img = cv2.GaussianBlur(img, (3, 3), float(rng.uniform(0.3, 1.0)))
+    quality = int(rng.integers(60, 95))
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if ok:
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    bx1, by1 = np.floor(quad.min(axis=0)).astype(int)
+    bx2, by2 = np.ceil(quad.max(axis=0)).astype(int)
+    return img, (int(bx1), int(by1), int(bx2 - bx1), int(by2 - by1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--data", type=Path, required=True, help="the shared datasets directory")
+    ap.add_argument("--out", type=Path, required=True, help="folder to write (OpenALPR layout)")
+    ap.add_argument("--crops", default="openalpr-us-plate-crops", help="crops dataset name")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    crops_dir = args.data / args.crops
+    crops = held_out_crops(crops_dir)
+    scenes = frames(args.data / "ro-plates-voc" / "valid")
+    if not crops or not scenes:
+        sys.exit(f"make_crop_scenes: no held-out crops in {crops_dir} or no frames to use")
+    rng = np.random.default_rng(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for i, (name, text) in enumerate(crops):
+        plate = cv2.imread(str(crops_dir / name), cv2.IMREAD_COLOR)
+        frame_path, boxes = scenes[i % len(scenes)]
+        frame = cv2.imread(str(frame_path), cv2.IMREAD_COLOR)
+        if plate is None or frame is None:
+            continue
+        img, (x, y, w, h) = make_scene(rng, frame, boxes, plate)
+        stem = f"{Path(name).stem}_{frame_path.stem}"
+        cv2.imwrite(str(args.out / f"{stem}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        (args.out / f"{stem}.txt").write_text(f"{stem}.jpg\t{x}\t{y}\t{w}\t{h}\t{text}\n")
+        written += 1
+    print(f"{written} scenes in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
