@@ -315,6 +315,11 @@ class ModelSettings(_Closed):
         description="known plate formats, L = letter, N = digit, ? = any (e.g. LLLNLNN): "
         "each read of a listed length is held to the best-fitting one; empty = off",
     )
+    recognizer_views: Literal[1, 3] = Field(
+        3,
+        description="crops read per plate and voted into one read: 3 (as detected, wider, "
+        "wider and taller) reads more plates right, 1 costs a third of the recognizer time",
+    )
     vehicle_type: Path = Field(
         DEFAULT_MODELS_DIR / "vehicle-type.onnx",
         description="vehicle type classifier; when the file is missing vehicle.type stays null",

@@ -442,6 +442,7 @@ def evaluate_openalpr(root: Path, settings: ModelSettings, limit: int) -> Report
         "detector": str(reader.detector.version),
         "detector_input_size": reader.detector.input_size,
         "recognizer": str(reader.recognizer.version),
+        "recognizer_views": reader.views,
         **_patterns_info(settings),
     }
     unreadable = tuple(s.image for s in scores if s.ms is None)

@@ -21,6 +21,7 @@ MODEL_FLAGS = {
     "recognizer": "--recognizer",
     "detector_input_size": "--detector-input-size",
     "plate_patterns": "--plate-patterns",
+    "recognizer_views": "--recognizer-views",
 }
 """``[models]`` keys the command line sets, over the config's."""
 
@@ -47,6 +48,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         type=comma_list,
         metavar="P,P",
         help='plate formats, L letter, N digit, ? any (e.g. LLLNNNN,LLLNLNN); "" for none',
+    )
+    parser.add_argument(
+        "--recognizer-views",
+        type=int,
+        metavar="N",
+        help="crops read per detected plate and voted: 3 (default) or 1",
     )
 
 

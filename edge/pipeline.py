@@ -1,5 +1,6 @@
-"""One image in, plates read out: the detector, crop rectification, recognizer, the
-plate-text context prior and the agency's plate formats (``models.plate_patterns``) together.
+"""One image in, plates read out: the detector, crop rectification, the recognizer on each
+plate's views (``models.recognizer_views``), the plate-text context prior and the agency's
+plate formats (``models.plate_patterns``) together.
 
 The daemon, ``alpr-edge read`` and ``alpr-edge evaluate`` all go through ``PlateReader`` so
 that what is measured is what runs on the pole.
@@ -18,6 +19,7 @@ from edge.inference.context import round_letters_between_digits
 from edge.inference.formats import Detector, Recognizer, load_detector, load_recognizer
 from edge.inference.patterns import PlatePatterns
 from edge.inference.rectify import rectify_plate
+from edge.inference.views import combine_views, view_detections
 from edge.types import Detection, ImageArray, PlateResult, PlateStatus, Recognition
 
 MIN_READ_CHARS = 2
@@ -40,12 +42,17 @@ class PlateReader:
         *,
         min_plate_height: float = 8.0,
         patterns: PlatePatterns | None = None,
+        views: int = 1,
     ) -> None:
+        if views < 1:
+            raise ValueError(f"views must be >= 1; got {views}")
         self.detector = detector
         self.recognizer = recognizer
         self.min_plate_height = min_plate_height
         self.patterns = patterns
         """None: no format prior, reads are what the recognizer said."""
+        self.views = views
+        """Crops read per plate and voted into one read (edge/inference/views.py)."""
         self.times = StageTimes()
 
     @classmethod
@@ -62,7 +69,7 @@ class PlateReader:
             settings.recognizer, providers=settings.providers, threads=settings.threads
         )
         patterns = PlatePatterns(settings.plate_patterns) if settings.plate_patterns else None
-        return cls(detector, recognizer, patterns=patterns)
+        return cls(detector, recognizer, patterns=patterns, views=settings.recognizer_views)
 
     def warm_up(self, width: int = 1280, height: int = 720) -> float:
         """Run both models once so the first real frame is not slow; returns ms taken."""
@@ -86,8 +93,11 @@ class PlateReader:
         if not detections:
             return []
         start = time.perf_counter()
-        crops = [rectify_plate(image, d) for d in detections]
-        reads = finish_reads(self.recognizer.recognize(crops), self.patterns)
+        n = self.views
+        crops = [rectify_plate(image, v) for d in detections for v in view_detections(d, n)]
+        per_view = self.recognizer.recognize(crops)
+        voted = [combine_views(per_view[i : i + n]) for i in range(0, len(per_view), n)]
+        reads = finish_reads(voted, self.patterns)
         self.times.recognize_ms.append((time.perf_counter() - start) * 1000.0)
         # The recognizer's status head says "none" for badges, lights and signs that the
         # detector mistook for plates: its second opinion is what keeps precision up.

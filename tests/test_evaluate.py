@@ -49,6 +49,7 @@ SCENE_KEYS = {
     "dataset",
     "detector",
     "detector_input_size",
+    "recognizer_views",
     "recognizer",
 }
 SCENE_SHARES = (
@@ -189,6 +190,7 @@ def test_scene_metrics_are_complete_and_consistent(
     assert set(result) == SCENE_KEYS
     assert result["layout"] == "openalpr"
     assert result["detector_input_size"] == _manifest_input_size()
+    assert result["recognizer_views"] == 3
     assert result["images"] == len(SCENE_LAYOUTS)
     assert result["plates"] == plates
     for key in SCENE_SHARES:
