@@ -83,11 +83,38 @@ def make_scene(
         img = cv2.GaussianBlur(img, (3, 3), float(rng.uniform(0.3, 1.0)))
     quality = int(rng.integers(60, 95))
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if ok:
-        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
+    if decoded is not None:
+        img = decoded
     bx1, by1 = np.floor(quad.min(axis=0)).astype(int)
     bx2, by2 = np.ceil(quad.max(axis=0)).astype(int)
     return img, (int(bx1), int(by1), int(bx2 - bx1), int(by2 - by1))
+
+
+def make_scenes(
+    data: Path, out: Path, crops_name: str = "openalpr-us-plate-crops", seed: int = 0
+) -> int:
+    """Write the scenes into ``out``; returns how many."""
+    crops_dir = data / crops_name
+    crops = held_out_crops(crops_dir)
+    scenes = frames(data / "ro-plates-voc" / "valid")
+    if not crops or not scenes:
+        raise SystemExit(f"make_crop_scenes: no held-out crops in {crops_dir} or no frames")
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for i, (name, text) in enumerate(crops):
+        plate = cv2.imread(str(crops_dir / name), cv2.IMREAD_COLOR)
+        frame_path, boxes = scenes[i % len(scenes)]
+        frame = cv2.imread(str(frame_path), cv2.IMREAD_COLOR)
+        if plate is None or frame is None:
+            continue
+        img, (x, y, w, h) = make_scene(rng, frame, boxes, plate)
+        stem = f"{Path(name).stem}_{frame_path.stem}"
+        cv2.imwrite(str(out / f"{stem}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        (out / f"{stem}.txt").write_text(f"{stem}.jpg\t{x}\t{y}\t{w}\t{h}\t{text}\n")
+        written += 1
+    return written
 
 
 def main() -> None:
@@ -99,25 +126,7 @@ def main() -> None:
     ap.add_argument("--crops", default="openalpr-us-plate-crops", help="crops dataset name")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    crops_dir = args.data / args.crops
-    crops = held_out_crops(crops_dir)
-    scenes = frames(args.data / "ro-plates-voc" / "valid")
-    if not crops or not scenes:
-        sys.exit(f"make_crop_scenes: no held-out crops in {crops_dir} or no frames to use")
-    rng = np.random.default_rng(args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    written = 0
-    for i, (name, text) in enumerate(crops):
-        plate = cv2.imread(str(crops_dir / name), cv2.IMREAD_COLOR)
-        frame_path, boxes = scenes[i % len(scenes)]
-        frame = cv2.imread(str(frame_path), cv2.IMREAD_COLOR)
-        if plate is None or frame is None:
-            continue
-        img, (x, y, w, h) = make_scene(rng, frame, boxes, plate)
-        stem = f"{Path(name).stem}_{frame_path.stem}"
-        cv2.imwrite(str(args.out / f"{stem}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
-        (args.out / f"{stem}.txt").write_text(f"{stem}.jpg\t{x}\t{y}\t{w}\t{h}\t{text}\n")
-        written += 1
+    written = make_scenes(args.data, args.out, args.crops, args.seed)
     print(f"{written} scenes in {args.out}")
 
 

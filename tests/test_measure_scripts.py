@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from scripts.make_demo_clip import make_clip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,3 +63,70 @@ def test_store_memory_stops_growing_once_the_page_cache_is_full() -> None:
     # a store that kept anything per read would keep growing.
     assert result["growth_mib_second_half"] < 0.5
     assert result["growth_mib_end"] < 8
+
+
+def _voc(path: Path, boxes: list[tuple[int, int, int, int]]) -> None:
+    objects = "".join(
+        f"<object><name>plate</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin>"
+        f"<xmax>{c}</xmax><ymax>{d}</ymax></bndbox></object>"
+        for a, b, c, d in boxes
+    )
+    path.write_text(f"<annotation>{objects}</annotation>")
+
+
+def test_make_crop_scenes_puts_each_held_out_crop_on_a_car(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import cv2
+    import numpy as np
+
+    from edge.evaluate import is_holdout, parse_label_file
+    from scripts.synth.plates import render_plate_clean
+
+    data = tmp_path / "data"
+    crops = data / "openalpr-us-plate-crops"
+    crops.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    rows, held = ["file,text"], []
+    for i in range(12):
+        text = f"{i}ABC{100 + i}"
+        plate, _ = render_plate_clean(rng, text, "us")
+        cv2.imwrite(str(crops / f"us{i}.jpg"), plate)
+        rows.append(f"us{i}.jpg,{text}")
+        if is_holdout(f"us{i}.jpg"):
+            held.append(text)
+    (crops / "labels.csv").write_text("\n".join(rows) + "\n")
+    valid = data / "ro-plates-voc" / "valid"
+    (valid / "annots").mkdir(parents=True)
+    (valid / "images").mkdir()
+    for k in range(2):
+        frame = np.full((720, 1280, 3), 90 + 40 * k, np.uint8)
+        # the frame's own plate: must not stay readable
+        ro, _ = render_plate_clean(rng, "B123XYZ", "eu_ro")
+        frame[500:540, 560:740] = cv2.resize(ro, (180, 40))
+        cv2.imwrite(str(valid / "images" / f"valid{k:04d}.jpg"), frame)
+        _voc(valid / "annots" / f"valid{k:04d}.xml", [(560, 500, 740, 540)])
+    out = tmp_path / "scenes"
+    done = run_script(
+        "scripts/make_crop_scenes.py", "--data", str(data), "--out", str(out), timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert held, "the hold-out rule kept none of the 12 names"
+    labels = sorted(out.glob("*.txt"))
+    assert len(labels) == len(held) == len(list(out.glob("*.jpg")))
+    texts = []
+    for label in labels:
+        [truth] = parse_label_file(label)
+        x1, y1, x2, y2 = truth.box
+        assert 0 <= x1 < x2 <= 1280 and 0 <= y1 < y2 <= 720
+        assert 36 * 0.7 <= y2 - y1 <= 90 * 1.6  # drawn heights, give or take the tilt
+        texts.append(truth.text)
+    assert sorted(texts) == sorted(held)
+    from edge.cli import main
+
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["images"] == len(held)
+    assert report["detection_recall"] >= 0.5  # the pasted plates are where the labels say
+    assert report["exact_match"] >= 0.5
