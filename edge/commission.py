@@ -241,6 +241,7 @@ class _MeasuringReader(PlateReader):
             reader.recognizer,
             min_plate_height=reader.min_plate_height,
             patterns=reader.patterns,
+            views=reader.views,
         )
         self.image: ImageArray | None = None
         self.found: deque[float] = deque(maxlen=MAX_VIEWS)

@@ -116,3 +116,23 @@ def test_an_empty_road_says_no_plates(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "camera north: 0 of 2 vehicle passes (end of clip)" in out
     assert report["verdict"] == "ADJUST"
     assert "advice: no plates found" in out
+
+
+@pytest.mark.parametrize("views", [1, 3])
+def test_commission_reads_as_the_configured_reader_does(views: int) -> None:
+    """Commissioning measures through a wrapper of the daemon's reader: it must read with the
+    same settings (views, plate formats, minimum plate height), or its verdict is about a
+    different pipeline."""
+    from edge.commission import _MeasuringReader
+    from edge.config import ModelSettings
+    from edge.pipeline import PlateReader
+
+    settings = ModelSettings(threads=1, recognizer_views=views, plate_patterns=["LLLNNNN"])
+    reader = PlateReader.from_settings(settings)
+    reader.min_plate_height = 11.0
+    measuring = _MeasuringReader(reader)
+    assert measuring.views == views
+    assert measuring.patterns is reader.patterns
+    assert measuring.min_plate_height == 11.0
+    assert measuring.detector is reader.detector
+    assert measuring.recognizer is reader.recognizer
