@@ -130,3 +130,69 @@ def test_make_crop_scenes_puts_each_held_out_crop_on_a_car(
     assert report["images"] == len(held)
     assert report["detection_recall"] >= 0.5  # the pasted plates are where the labels say
     assert report["exact_match"] >= 0.5
+
+
+def test_record_accuracy_writes_the_figures_into_both_manifests(tmp_path: Path) -> None:
+    import shutil
+
+    import cv2
+    import numpy as np
+
+    from scripts.synth.plates import render_plate_clean
+
+    data = tmp_path / "data"
+    rng = np.random.default_rng(2)
+    # Two scene sets in the OpenALPR layout, one plate each image.
+    for name, style in (("openalpr-endtoend-eu", "eu_de"), ("openalpr-endtoend-br", "br_old")):
+        folder = data / name
+        folder.mkdir(parents=True)
+        for i, text in enumerate(("ABC1234", "XYZ9876")):
+            plate, _ = render_plate_clean(rng, text, style)
+            scene = np.full((720, 1280, 3), 100, np.uint8)
+            h = round(plate.shape[0] * 300 / plate.shape[1])
+            scene[300 : 300 + h, 400:700] = cv2.resize(plate, (300, h))
+            cv2.imwrite(str(folder / f"s{i}.jpg"), scene)
+            (folder / f"s{i}.txt").write_text(f"s{i}.jpg\t400\t300\t300\t{h}\t{text}\n")
+    crops = data / "openalpr-us-plate-crops"
+    crops.mkdir()
+    rows = ["file,text"]
+    for i in range(12):
+        plate, _ = render_plate_clean(rng, f"{i}KQM{400 + i}", "us")
+        cv2.imwrite(str(crops / f"us{i}.jpg"), plate)
+        rows.append(f"us{i}.jpg,{i}KQM{400 + i}")
+    (crops / "labels.csv").write_text("\n".join(rows) + "\n")
+    valid = data / "ro-plates-voc" / "valid"
+    (valid / "annots").mkdir(parents=True)
+    (valid / "images").mkdir()
+    cv2.imwrite(str(valid / "images" / "valid0000.jpg"), np.full((720, 1280, 3), 80, np.uint8))
+    _voc(valid / "annots" / "valid0000.xml", [(560, 500, 740, 540)])
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("plate-detector", "plate-recognizer"):
+        for ext in (".onnx", ".json"):
+            shutil.copy(REPO / "models" / f"{name}{ext}", models / f"{name}{ext}")
+    done = run_script(
+        "scripts/record_accuracy.py", "--data", str(data), "--models", str(models), timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    block = json.loads(done.stdout.strip().splitlines()[-1])
+    figures = block["figures"]
+    assert figures["openalpr-endtoend-eu"]["images"] == 2
+    assert figures["openalpr-endtoend-eu"]["recognizer_views"] == 3
+    assert 0.0 <= figures["openalpr-endtoend-br"]["exact_match"] <= 1.0
+    assert figures["openalpr-us-plate-crops (held-out 30 %)"]["images"] >= 1
+    assert set(block["targets_met"]) == set(block["targets"])
+    for name in ("plate-detector", "plate-recognizer"):
+        manifest = json.loads((models / f"{name}.json").read_text())
+        assert manifest["accuracy"]["end_to_end"] == block
+        # the model file itself is untouched: the loader still accepts the pair
+        original = json.loads((REPO / "models" / f"{name}.json").read_text())
+        assert manifest["sha256"] == original["sha256"]
+    from edge.config import ModelSettings
+    from edge.pipeline import PlateReader
+
+    PlateReader.from_settings(
+        ModelSettings(
+            detector=models / "plate-detector.onnx", recognizer=models / "plate-recognizer.onnx"
+        )
+    )
