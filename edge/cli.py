@@ -359,6 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("dataset", type=Path, help="dataset folder")
     evaluate.add_argument("--json", action="store_true", help="last line: one JSON object")
+    evaluate.add_argument(
+        "--misses",
+        action="store_true",
+        help="first list each image not read exactly: its labelled text and what was read",
+    )
     add_model_arguments(evaluate)
     evaluate.add_argument("--limit", type=int, default=0, help="only the first N items")
     evaluate.add_argument(

@@ -140,6 +140,9 @@ class SceneScore:
     char_scores: tuple[float, ...]
     ms: float | None
     """None when the image could not be decoded."""
+    truths: tuple[str, ...] = ()
+    reads: tuple[tuple[str, float], ...] = ()
+    """What was read (normalised text, confidence), most confident first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +154,8 @@ class CropScore:
     char_score: float
     ms: float | None
     """None when the image could not be decoded."""
+    truth: str = ""
+    read: str = ""
 
 
 Info = dict[str, str | int]
@@ -163,6 +168,8 @@ class Report:
     metrics: Metrics
     unreadable: tuple[str, ...]
     unlabelled: int = 0
+    misses: tuple[str, ...] = ()
+    """One line per image not read exactly: name, labelled text, what was read."""
 
 
 # --------------------------------------------------------------------------- text and boxes
@@ -349,7 +356,19 @@ def score_reads(
         char_similarity(t.text, reads[matched[i]][0]) if i in matched else 0.0
         for i, t in enumerate(truths)
     )
-    return SceneScore(image, len(truths), len(results), len(matched), exact, top1, chars, ms)
+    ranked = tuple(sorted(((t, c) for t, c in reads if t), key=lambda r: -r[1]))
+    return SceneScore(
+        image,
+        len(truths),
+        len(results),
+        len(matched),
+        exact,
+        top1,
+        chars,
+        ms,
+        truths=tuple(t.text for t in truths),
+        reads=ranked,
+    )
 
 
 def score_scene(reader: PlateReader, sample: SceneSample) -> SceneScore:
@@ -380,9 +399,36 @@ def score_crop_batch(recognize: Recognize, batch: Sequence[CropSample]) -> list[
 
 def _score_crop(sample: CropSample, read: Recognition | None, ms: float) -> CropScore:
     if read is None:
-        return CropScore(sample.image.name, exact=False, char_score=0.0, ms=None)
+        return CropScore(sample.image.name, False, 0.0, None, truth=sample.text)
     text = normalize_text(read.text)
-    return CropScore(sample.image.name, text == sample.text, char_similarity(sample.text, text), ms)
+    return CropScore(
+        sample.image.name,
+        text == sample.text,
+        char_similarity(sample.text, text),
+        ms,
+        truth=sample.text,
+        read=text,
+    )
+
+
+def scene_misses(scores: Sequence[SceneScore]) -> tuple[str, ...]:
+    """``NAME: labelled T1 T2; read R1 (0.97), R2 (0.12)`` for each image not read exactly."""
+    return tuple(
+        f"{s.image}: labelled {' '.join(s.truths) or '(no plate)'}; read "
+        + (", ".join(f"{t} ({c:.2f})" for t, c in s.reads) or "nothing")
+        + (" (image unreadable)" if s.ms is None else "")
+        for s in scores
+        if not s.exact
+    )
+
+
+def crop_misses(scores: Sequence[CropScore]) -> tuple[str, ...]:
+    return tuple(
+        f"{s.image}: labelled {s.truth}; read {s.read or 'nothing'}"
+        + (" (image unreadable)" if s.ms is None else "")
+        for s in scores
+        if not s.exact
+    )
 
 
 def summarize_scenes(scores: Sequence[SceneScore]) -> Metrics:
@@ -446,7 +492,7 @@ def evaluate_openalpr(root: Path, settings: ModelSettings, limit: int) -> Report
         **_patterns_info(settings),
     }
     unreadable = tuple(s.image for s in scores if s.ms is None)
-    return Report(info, summarize_scenes(scores), unreadable, unlabelled)
+    return Report(info, summarize_scenes(scores), unreadable, unlabelled, scene_misses(scores))
 
 
 def evaluate_crops(root: Path, settings: ModelSettings, limit: int, split: str) -> Report:
@@ -492,7 +538,7 @@ def evaluate_crops(root: Path, settings: ModelSettings, limit: int, split: str) 
         )
         metrics.update({f"state_{k}": v for k, v in found.items()})
     unreadable = tuple(s.image for s in scores if s.ms is None)
-    return Report(info, metrics, unreadable)
+    return Report(info, metrics, unreadable, misses=crop_misses(scores))
 
 
 def evaluate_vehicles(root: Path, settings: ModelSettings, limit: int, split: str) -> Report:
@@ -607,6 +653,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     else:
         report = evaluate_openalpr(root, settings, limit)
     _warn(report)
+    if getattr(args, "misses", False):
+        for line in report.misses:
+            print(f"miss {line}")
     print(_as_json(report) if args.json else _as_text(report))
     return 0
 

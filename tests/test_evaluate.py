@@ -562,3 +562,42 @@ def test_progress_draws_on_a_terminal() -> None:
     with Progress(2, "evaluate", stream=stream) as bar:
         bar.advance(2)
     assert stream.getvalue().endswith("evaluate [" + "#" * 30 + "] 2/2\n")
+
+
+@needs_models
+def test_misses_lists_each_image_not_read_exactly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "openalpr"
+    _write_scenes(folder, [[(560, 520)], [(200, 150)]], seed=7)
+    report, _ = _evaluate_json(capsys, str(folder), "--misses")
+    assert report["exact_match"] == 1.0
+    # Without a miss nothing is listed: the JSON object is the only output line.
+    assert main(["evaluate", str(folder), "--misses", "--json"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 1
+    # Label one image wrong: exactly that image is listed, with both texts.
+    label = folder / "scene1.txt"
+    fields = label.read_text().strip().split("\t")
+    read_text = fields[-1]
+    label.write_text("\t".join([*fields[:-1], "ZZZ999"]) + "\n")
+    assert main(["evaluate", str(folder), "--misses", "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("miss scene1.jpg: labelled ZZZ999; read ")
+    assert f"{read_text} (" in lines[0]
+    assert json.loads(lines[1])["exact_match"] == 0.5
+
+
+@needs_models
+def test_misses_on_crops_name_the_crop_and_both_texts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "crops"
+    _write_crops(folder, 3, seed=11)
+    _relabel(folder, "Q1Q1Q1")
+    assert main(["evaluate", str(folder), "--misses"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    misses = [line for line in out if line.startswith("miss ")]
+    assert [m.split(":")[0] for m in misses] == [f"miss crop{i:03d}.jpg" for i in range(3)]
+    assert all("labelled Q1Q1Q1; read " in m for m in misses)
+    assert not any(m.endswith("read nothing") for m in misses)

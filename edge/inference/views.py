@@ -9,8 +9,9 @@ reads are voted position by position (edge/voting.py, the same vote that combine
 of a pass). Measured with ``alpr-edge evaluate --recognizer-views 1`` and ``3`` when views
 came in (detector step 4860, recognizer step 23755): exact plate reads 0.887 -> 0.919 on
 held-out US crops put on real cars (scripts/make_crop_scenes.py), 0.889 -> 0.907 on
-openalpr-endtoend-eu, 0.912 -> 0.921 on openalpr-endtoend-br. The recognizer runs three crops per plate instead of one (batched);
-the detector, which costs several times more, runs once.
+openalpr-endtoend-eu, 0.912 -> 0.921 on openalpr-endtoend-br. The recognizer runs three
+crops per plate instead of one (batched); the detector, which costs several times more, runs
+once.
 """
 
 from __future__ import annotations
