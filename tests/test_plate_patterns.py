@@ -18,33 +18,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from reads import Slot, make_read, sure
 
 from edge.cli import main
 from edge.config import DEFAULT_MODELS_DIR, ModelSettings, load_settings
 from edge.errors import EX_CONFIG, EX_USAGE, ConfigError
 from edge.inference.patterns import PlatePatterns
 from edge.pipeline import PlateReader
-from edge.types import CharCandidate, CharSlot, ImageArray, PlateStatus, Recognition
+from edge.types import CharSlot, ImageArray, PlateStatus, Recognition
 from edge.voting import vote
 from scripts.synth.plates import render_plate_clean
 
 BR = ("LLLNNNN", "LLLNLNN")
 """Brazil: the old format and Mercosul."""
-
-Slot = tuple[str, float, dict[str, float]]
-
-
-def _read(*slots: Slot, status: PlateStatus = PlateStatus.FULL) -> Recognition:
-    """A read from (char, prob, {alternative: prob}) per position."""
-    chars = tuple(
-        CharSlot(c, p, tuple(CharCandidate(a, q) for a, q in alts.items())) for c, p, alts in slots
-    )
-    text = "".join(s.char for s in chars)
-    return Recognition(text, math.prod(s.prob for s in chars), chars, status)
-
-
-def _sure(text: str) -> list[Slot]:
-    return [(c, 1.0, {}) for c in text]
 
 
 def _slot_mass(slot: CharSlot) -> float:
@@ -55,7 +41,7 @@ def _slot_mass(slot: CharSlot) -> float:
 
 
 def test_letter_o_at_a_digit_position_becomes_zero() -> None:
-    read = _read(*_sure("ABC"), ("O", 0.6, {"0": 0.35, "D": 0.05}), *_sure("123"))
+    read = make_read(*sure("ABC"), ("O", 0.6, {"0": 0.35, "D": 0.05}), *sure("123"))
     held = PlatePatterns(BR).apply(read)
     assert held.text == "ABC0123"
     assert (held.chars[3].char, held.chars[3].alternatives) == ("0", ())
@@ -63,14 +49,16 @@ def test_letter_o_at_a_digit_position_becomes_zero() -> None:
 
 
 def test_zero_at_a_letter_position_becomes_the_letter_o() -> None:
-    read = _read(("0", 0.7, {"O": 0.2, "8": 0.1}), *_sure("BC1234"))
+    read = make_read(("0", 0.7, {"O": 0.2, "8": 0.1}), *sure("BC1234"))
     held = PlatePatterns(BR).apply(read)
     assert held.text == "OBC1234"
     assert held.chars[0].prob == pytest.approx(1.0)
 
 
 def test_each_position_takes_the_likeliest_allowed_character() -> None:
-    read = _read(("8", 0.5, {"B": 0.3, "R": 0.15, "6": 0.05}), *_sure("XY"), ("I", 0.9, {"1": 0.1}))
+    read = make_read(
+        ("8", 0.5, {"B": 0.3, "R": 0.15, "6": 0.05}), *sure("XY"), ("I", 0.9, {"1": 0.1})
+    )
     held = PlatePatterns(["LLLN"]).apply(read)
     assert held.text == "BXY1"
     first = held.chars[0]
@@ -81,38 +69,38 @@ def test_each_position_takes_the_likeliest_allowed_character() -> None:
 
 def test_the_best_fitting_of_two_same_length_patterns_wins() -> None:
     # Position 5 is D or 0: Mercosul (letter there) when D is likelier, the old format if not.
-    mercosul = _read(*_sure("ABC1"), ("D", 0.7, {"0": 0.3}), *_sure("23"))
-    old = _read(*_sure("ABC1"), ("D", 0.3, {"0": 0.7}), *_sure("23"))
+    mercosul = make_read(*sure("ABC1"), ("D", 0.7, {"0": 0.3}), *sure("23"))
+    old = make_read(*sure("ABC1"), ("D", 0.3, {"0": 0.7}), *sure("23"))
     assert PlatePatterns(BR).apply(mercosul).text == "ABC1D23"
     assert PlatePatterns(BR).apply(old).text == "ABC1023"
 
 
 def test_a_read_of_no_listed_length_is_the_same_read() -> None:
-    read = _read(*_sure("AB"), ("O", 0.6, {"0": 0.4}), *_sure("12"))
+    read = make_read(*sure("AB"), ("O", 0.6, {"0": 0.4}), *sure("12"))
     assert PlatePatterns(BR).apply(read) is read
 
 
 def test_a_read_no_pattern_can_fit_is_the_same_read() -> None:
     # Position 4 offers no digit at all: nothing to choose, so nothing is changed.
-    read = _read(*_sure("ABC"), ("X", 0.9, {"K": 0.1}), *_sure("123"))
+    read = make_read(*sure("ABC"), ("X", 0.9, {"K": 0.1}), *sure("123"))
     assert PlatePatterns(["LLLNNNN"]).apply(read) is read
 
 
 def test_no_plate_read_is_left_alone() -> None:
-    read = _read(("O", 0.6, {"0": 0.4}), ("0", 0.6, {"O": 0.4}), status=PlateStatus.NONE)
+    read = make_read(("O", 0.6, {"0": 0.4}), ("0", 0.6, {"O": 0.4}), status=PlateStatus.NONE)
     assert PlatePatterns(["NL"]).apply(read) is read
 
 
 def test_any_position_is_left_as_read() -> None:
     slot = ("O", 0.6, {"0": 0.3})
-    read = _read(*_sure("AB"), slot, ("5", 0.8, {"S": 0.2}))
+    read = make_read(*sure("AB"), slot, ("5", 0.8, {"S": 0.2}))
     held = PlatePatterns(["LL?L"]).apply(read)
     assert held.text == "ABOS"
     assert held.chars[2] is read.chars[2]
 
 
 def test_a_position_whose_candidates_sum_to_one_still_does() -> None:
-    read = _read(*_sure("ABC"), ("O", 0.55, {"0": 0.3, "D": 0.1, "8": 0.05}), *_sure("123"))
+    read = make_read(*sure("ABC"), ("O", 0.55, {"0": 0.3, "D": 0.1, "8": 0.05}), *sure("123"))
     slot = PlatePatterns(BR).apply(read).chars[3]
     assert slot.char == "0"
     assert _slot_mass(slot) == pytest.approx(1.0)
@@ -122,14 +110,14 @@ def test_a_position_whose_candidates_sum_to_one_still_does() -> None:
 def test_a_position_keeps_the_doubt_that_is_not_about_letter_or_digit() -> None:
     # Candidates summing to 0.5: the rest was the CTC blank or unlisted characters. The
     # prior moves the letter's share to the digit but does not make the position certain.
-    read = _read(*_sure("ABC"), ("O", 0.3, {"0": 0.2}), *_sure("123"))
+    read = make_read(*sure("ABC"), ("O", 0.3, {"0": 0.2}), *sure("123"))
     held = PlatePatterns(BR).apply(read)
     assert held.chars[3].char == "0"
     assert held.chars[3].prob == pytest.approx(0.5)
 
 
 def test_confidence_is_the_product_of_the_new_character_probabilities() -> None:
-    read = _read(("A", 0.9, {"4": 0.1}), ("8", 0.6, {"B": 0.4}), ("C", 0.8, {}))
+    read = make_read(("A", 0.9, {"4": 0.1}), ("8", 0.6, {"B": 0.4}), ("C", 0.8, {}))
     held = PlatePatterns(["LLL"]).apply(read)
     assert held.text == "ABC"
     assert held.confidence == pytest.approx(math.prod(c.prob for c in held.chars))
@@ -140,7 +128,7 @@ def test_confidence_is_the_product_of_the_new_character_probabilities() -> None:
 def test_voting_over_held_reads_gives_the_format() -> None:
     # Three frames torn between O and 0 in a digit position: held, they vote 0 unanimously.
     reads = [
-        PlatePatterns(BR).apply(_read(*_sure("ABC"), ("O", p, {"0": 1.0 - p}), *_sure("123")))
+        PlatePatterns(BR).apply(make_read(*sure("ABC"), ("O", p, {"0": 1.0 - p}), *sure("123")))
         for p in (0.7, 0.6, 0.4)
     ]
     result = vote(reads)
@@ -166,7 +154,7 @@ def _reads_and_patterns(draw: st.DrawFn) -> tuple[Recognition, list[str]]:
         scaled = (min(p * scale, 1.0) for p in probs)
         ranked = sorted(zip(chars, scaled, strict=True), key=lambda x: -x[1])
         slots.append((ranked[0][0], ranked[0][1], dict(ranked[1:])))
-    return _read(*slots), patterns
+    return make_read(*slots), patterns
 
 
 @given(_reads_and_patterns())
