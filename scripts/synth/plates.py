@@ -518,17 +518,22 @@ def _draw_main_text(
     squeeze: float,
     *,
     seal: bool = False,
+    letter_o_as_zero: bool = False,
 ) -> tuple[tuple[int, int], ...]:
     """Lay the characters of ``text`` out in box (x, y, w, h); return each label char's span.
 
     Separators become gaps with a dash, dot or logo drawn in them; they are not labelled.
+    ``letter_o_as_zero`` draws the letter O with the font's digit 0, a little wider, as plate
+    fonts that do not tell them apart do (Brazil's old plates); the label stays O.
     """
     x, y, w, h = box
     glyphs: list[tuple[str, np.ndarray | None, float]] = []
     for c in text:
         if c in ALPHABET:
-            glyph = _glyph(font, c)
-            glyphs.append((c, glyph, glyph.shape[1] / glyph.shape[0] * squeeze))
+            as_zero = letter_o_as_zero and c == "O"
+            glyph = _glyph(font, "0" if as_zero else c)
+            aspect = glyph.shape[1] / glyph.shape[0] * (1.1 if as_zero else 1.0)
+            glyphs.append((c, glyph, aspect * squeeze))
         elif c == " ":
             glyphs.append((c, None, rng.uniform(0.15, 0.45)))
         elif c in "-.":
@@ -845,8 +850,17 @@ def _render_br(rng: np.random.Generator, text: str, style: str, fonts: tuple[Pat
         )
     ch = int((h - top) * rng.uniform(0.72, 0.86))
     y0 = top + (h - top - ch) // 2
+    # Brazil's old plate font draws the letter O as narrow as the digit 0 (its photos taught the
+    # recognizer to read it as Q or D); Mercosul's font tells them apart.
     spans = _draw_main_text(
-        rng, canvas, text, (int(w * 0.05), y0, int(w * 0.9), ch), font, ink, rng.uniform(0.7, 0.95)
+        rng,
+        canvas,
+        text,
+        (int(w * 0.05), y0, int(w * 0.9), ch),
+        font,
+        ink,
+        rng.uniform(0.7, 0.95),
+        letter_o_as_zero=style == "br_old" and "O" in text and rng.random() < 0.7,
     )
     cv2.rectangle(canvas, (0, 0), (w - 1, h - 1), (30, 30, 30), max(1, h // 40))
     if rng.random() < 0.5:
