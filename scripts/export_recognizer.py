@@ -183,8 +183,14 @@ def manifest_for(
             "synthetic": "scripts/synth/plates.py render_plate (US incl. us-plate-designs "
             "artwork, EU DE/FR/NL/RO, BR old and Mercosul, paper tags; cut-off/occluded "
             "partials; camera augmentation) and render_non_plate for status 'none'",
-            "real": "openalpr-us-plate-crops TRAIN split (not held out) and all of "
-            "openalpr-br-plate-crops, both augmented; status head trained with real = 'full'",
+            "real": "openalpr-us-plate-crops TRAIN split (not held out) and "
+            "openalpr-br-plate-crops with the reviewed corrections of "
+            "scripts/synth/br_label_review.csv, both augmented; status head trained with "
+            "real = 'full'",
+            "weights": "exponential moving average of the trained weights (when the "
+            "checkpoint keeps one)"
+            if "ema" in ck
+            else "the last step's weights",
             "batch_mix": BATCH,
             "steps": steps,
             "samples_seen": samples,
