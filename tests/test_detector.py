@@ -104,6 +104,25 @@ def test_finds_plate_at_known_place_in_1080p_frame(
     assert [d.score for d in found] == sorted((d.score for d in found), reverse=True)
 
 
+INT8_MODEL = MODEL.with_name("plate-detector-int8.onnx")
+
+
+@pytest.mark.parametrize("char_height", [15, 40])
+def test_int8_variant_finds_the_plate_where_the_fp32_model_does(char_height: int) -> None:
+    if not INT8_MODEL.is_file():
+        pytest.skip("no INT8 detector shipped (the export dropped it; see the FP32 manifest)")
+    int8 = PlateDetector(INT8_MODEL, threads=1)
+    assert int8.manifest["kind"] == "plate-detector"
+    assert INT8_MODEL.stat().st_size < MODEL.stat().st_size
+    frame = draw_scene(1)
+    car_w = char_height * 30
+    draw_car(frame, 1100, 620, car_w)
+    truth = draw_plate(frame, 1100 - char_height * 3, 620 + car_w // 8, char_height)
+    found = int8.detect(frame)
+    assert found, "no plate found"
+    assert iou(max(found, key=lambda d: iou(d.box, truth)).box, truth) >= 0.5
+
+
 def test_scene_without_plate_gives_no_confident_detection(detector: PlateDetector) -> None:
     frame = draw_scene(2)
     draw_car(frame, 1100, 620, 600)
