@@ -16,6 +16,7 @@ Profiles (the [models] and [[cameras]] settings that differ):
              models on every frame that moves
   fast       INT8 recognizer, camera.process_fps = 10
   fast-1view fast, and recognizer_views = 1 (one crop per plate instead of three)
+  fast-int8  fast, and the INT8 detector
   fast-640   fast, and detector_input_size = 640
   input-960  detector_input_size = 960 (a larger detector input is not more accurate here)
 """
@@ -43,6 +44,10 @@ PROFILES: dict[str, dict[str, str]] = {
     "fast": {"models": INT8, "camera": "process_fps = 10.0\n"},
     "fast-1view": {
         "models": "recognizer_views = 1\n" + INT8,
+        "camera": "process_fps = 10.0\n",
+    },
+    "fast-int8": {
+        "models": 'detector = "{models}/plate-detector-int8.onnx"\n' + INT8,
         "camera": "process_fps = 10.0\n",
     },
     "fast-640": {"models": "detector_input_size = 640\n" + INT8, "camera": "process_fps = 10.0\n"},
