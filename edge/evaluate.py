@@ -44,8 +44,10 @@ Texts are compared after normalising to upper-case A-Z0-9. The metrics:
 
 The models and their settings are the shipped defaults, or with ``--config`` the ``[models]``
 table of a daemon config (so the figures are those of what that daemon runs); ``--detector``,
-``--recognizer``, ``--detector-input-size`` and ``--plate-patterns`` override either. The
-report names the model versions, the detector input size used and any plate patterns.
+``--recognizer``, ``--detector-input-size``, ``--plate-patterns`` and ``--recognizer-views``
+override either. The report names the model versions, the detector input size and recognizer
+views used and any plate patterns. ``--misses`` first prints one ``miss`` line per image not
+read exactly: its labelled text and what was read.
 
 An image that cannot be decoded counts as a miss (nothing detected, nothing read) and is
 named in one warning line on stderr; an image without a label file is skipped and counted.
