@@ -21,8 +21,11 @@ it: ``CUST0M``).
 
 from __future__ import annotations
 
+import numpy as np
+
+from edge.inference.patterns import held_to
 from edge.inference.recognizer import read_confidence
-from edge.types import CharCandidate, CharSlot, Recognition
+from edge.types import CharSlot, Recognition
 
 ROUND_LETTERS = frozenset("OQ")
 """Letters never seen between two digits on a plate, and confused with 0."""
@@ -52,14 +55,11 @@ def round_letters_between_digits(read: Recognition) -> Recognition:
 
 
 def _as_digit(slot: CharSlot) -> CharSlot | None:
-    """The slot's digit candidates, most likely first, holding all of the slot's mass."""
-    candidates = [CharCandidate(slot.char, slot.prob), *slot.alternatives]
-    mass = min(sum(max(c.prob, 0.0) for c in candidates), 1.0)
-    digits = [c for c in candidates if c.char.isdigit() and c.prob > 0.0]
-    if not digits:
+    """The slot's digit candidates, most likely first, holding all of the slot's mass (as the
+    plate-format prior holds an ``N`` position); None when the recognizer saw no digit."""
+    candidates = [(slot.char, slot.prob), *((a.char, a.prob) for a in slot.alternatives)]
+    probs = np.array([max(p, 0.0) for _, p in candidates], dtype=np.float64)
+    digits = np.array([c.isdigit() for c, _ in candidates]) & (probs > 0.0)
+    if not digits.any():
         return None
-    total = sum(c.prob for c in digits)
-    ranked = sorted(
-        (CharCandidate(c.char, c.prob / total * mass) for c in digits), key=lambda c: -c.prob
-    )
-    return CharSlot(ranked[0].char, ranked[0].prob, tuple(ranked[1:]))
+    return held_to(candidates, probs, digits, min(float(probs.sum()), 1.0))

@@ -84,7 +84,7 @@ class PlatePatterns:
         chars = tuple(
             slot
             if wanted == ANY
-            else _held_to(candidates[i], probs[i], kinds[i] == wanted, min(total[i], 1.0))
+            else held_to(candidates[i], probs[i], kinds[i] == wanted, min(total[i], 1.0))
             for i, (slot, wanted) in enumerate(zip(read.chars, classes[best], strict=True))
         )
         text = "".join(c.char for c in chars)
@@ -97,7 +97,7 @@ def _char_class(char: str) -> int:
     return DIGIT if char in _DIGITS else OTHER
 
 
-def _held_to(
+def held_to(
     candidates: Sequence[tuple[str, float]],
     probs: FloatArray,
     allowed: npt.NDArray[np.bool_],

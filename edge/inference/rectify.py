@@ -20,7 +20,7 @@ MAX_ASPECT = 12.0
 Quad = npt.NDArray[np.float64]
 
 
-def _quad(detection: Detection) -> Quad:
+def plate_quad(detection: Detection) -> Quad:
     """Top-left, top-right, bottom-right, bottom-left as a 4 x 2 array."""
     if detection.corners is not None:
         q = np.asarray(detection.corners, np.float64).reshape(4, 2)
@@ -43,7 +43,7 @@ def rectify_plate(
         raise ValueError(f"rectify_plate needs a non-empty image; got shape {image.shape}")
     if height < 1:
         raise ValueError(f"height must be >= 1; got {height}")
-    q = _quad(detection)
+    q = plate_quad(detection)
     top = float(np.linalg.norm(q[1] - q[0]))
     bottom = float(np.linalg.norm(q[2] - q[3]))
     left = float(np.linalg.norm(q[3] - q[0]))
@@ -97,7 +97,7 @@ def plate_crop(image: ImageArray, detection: Detection, *, margin: float = 0.15)
     clipped to the image: what is stored and sent. A copy, never a view of the frame."""
     if image.ndim < 2 or image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"plate_crop needs a non-empty image; got shape {image.shape}")
-    q = _quad(detection)
+    q = plate_quad(detection)
     h_img, w_img = image.shape[:2]
     x1, y1 = q.min(axis=0)
     x2, y2 = q.max(axis=0)

@@ -22,6 +22,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from edge.inference.rectify import plate_quad
 from edge.types import Detection, PlateStatus, Point, Recognition
 from edge.voting import vote
 
@@ -40,12 +41,7 @@ def grow(detection: Detection, horizontal: float, vertical: float) -> Detection:
     foreshortened plate grows along its own lines); the box is the new quad's bounds."""
     if horizontal == 0.0 and vertical == 0.0:
         return detection
-    if detection.corners is not None and np.isfinite(np.asarray(detection.corners)).all():
-        q = np.asarray(detection.corners, np.float64).reshape(4, 2)
-    else:
-        x1, y1, x2, y2 = detection.box
-        q = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float64)
-    tl, tr, br, bl = q
+    tl, tr, br, bl = plate_quad(detection)
     top, bottom = tr - tl, br - bl
     left, right = bl - tl, br - tr
     grown = np.array(
