@@ -6,10 +6,12 @@ storage key, signing key and client id) but makes reads itself at a steady rate 
 running cameras and models, so a start takes about a second, not the models' warm-up::
 
     python3 tests/durability_worker.py CONFIG [--interval S] [--adds N] [--no-publish]
+        [--flush-timeout S]
 
 Prints ``ready`` once the store is open (and the publisher started), then adds a read every
 ``--interval`` seconds (0: a tight loop of SQLite writes). With ``--adds N`` it stops after
-N reads, waits until the outbox is empty and exits 0 (1 if it is not empty within 30 s).
+N reads, waits until the outbox is empty and exits 0 (1 if it is not empty within
+``--flush-timeout`` seconds, 30 by default).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=0.01)
     parser.add_argument("--adds", type=int)
     parser.add_argument("--no-publish", action="store_true")
+    parser.add_argument("--flush-timeout", type=float, default=30.0)
     args = parser.parse_args()
     settings = load_settings(args.config)
     camera = settings.cameras[0]
@@ -83,7 +86,7 @@ def main() -> int:
             publisher.notify()
         if args.interval > 0:
             time.sleep(args.interval)
-    empty = publisher.flush(timeout_s=30.0) if publisher is not None else True
+    empty = publisher.flush(timeout_s=args.flush_timeout) if publisher is not None else True
     if publisher is not None:
         publisher.stop(timeout=5.0)
     store.close()

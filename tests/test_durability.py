@@ -347,8 +347,10 @@ def test_kill_during_sqlite_writes_leaves_a_clean_database_and_the_outbox_resume
 
     backend = BackendProcess(mosquitto, keys)
     backends.append(backend)
-    resumed = start_worker(config, "--adds", "0")  # the publisher drains what was stored
-    assert resumed.wait(40) == 0
+    # The publisher drains what was stored: up to a few thousand reads, each signed and sent,
+    # which took 10-20 s alone and more than 30 s once on a loaded 2-core CI machine.
+    resumed = start_worker(config, "--adds", "0", "--flush-timeout", "120")
+    assert resumed.wait(150) == 0
     if resumed.stdout is not None:
         resumed.stdout.close()
     assert pending(db) == 0
