@@ -11,6 +11,11 @@ re-encoding follow. Deterministic for a given ``--seed``::
 
     python scripts/make_crop_scenes.py --data ../shared/datasets --out /tmp/us-scenes
     alpr-edge evaluate /tmp/us-scenes --json
+
+``--backgrounds closeup`` uses the close-up car photos of openalpr-endtoend-eu and -br instead
+(evaluation sets, never trained on), the regime of photo benchmarks such as OpenALPR's
+endtoend/us: the US plate takes the place of the car's own plate, about as wide as a US plate
+is next to a European one (0.55 to 0.75 of its width).
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ from scripts.synth.scenes import paste_quad, random_plate_quad, read_voc_boxes  
 from scripts.synth.splits import is_holdout  # noqa: E402
 
 MIN_HEIGHT, MAX_HEIGHT = 36.0, 90.0
+US_WIDTH_SHARE = (0.55, 0.75)
+"""A US plate (305 mm) next to the European/Brazilian plate (400-520 mm) it replaces."""
+CLOSEUP_SETS = ("openalpr-endtoend-eu", "openalpr-endtoend-br")
+Box = tuple[float, float, float, float]
 
 
 def held_out_crops(crops_dir: Path) -> list[tuple[str, str]]:
@@ -39,7 +48,7 @@ def held_out_crops(crops_dir: Path) -> list[tuple[str, str]]:
     return [(f, t) for f, t in rows if is_holdout(f) and t.isalnum()]
 
 
-def frames(ro_valid: Path) -> list[tuple[Path, list[tuple[float, float, float, float]]]]:
+def frames(ro_valid: Path) -> list[tuple[Path, list[Box]]]:
     """ro-plates-voc/valid frames with at least one labelled plate."""
     out = []
     for xml in sorted((ro_valid / "annots").glob("*.xml")):
@@ -47,6 +56,23 @@ def frames(ro_valid: Path) -> list[tuple[Path, list[tuple[float, float, float, f
         image = ro_valid / "images" / (xml.stem + ".jpg")
         if boxes and image.is_file():
             out.append((image, boxes))
+    return out
+
+
+def closeup_frames(data: Path) -> list[tuple[Path, list[Box]]]:
+    """Photos of the OpenALPR end-to-end sets with their plate boxes (x1, y1, x2, y2)."""
+    out = []
+    for name in CLOSEUP_SETS:
+        for label in sorted((data / name).glob("*.txt")):
+            boxes: list[Box] = []
+            for line in label.read_text().splitlines():
+                parts = line.split("\t")
+                if len(parts) >= 5:
+                    x, y, w, h = (float(v) for v in parts[1:5])
+                    boxes.append((x, y, x + w, y + h))
+            image = label.with_suffix(".jpg")
+            if boxes and image.is_file():
+                out.append((image, boxes))
     return out
 
 
@@ -67,14 +93,19 @@ def make_scene(
     frame: np.ndarray,
     boxes: list[tuple[float, float, float, float]],
     plate: np.ndarray,
+    closeup: bool = False,
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """The frame with its plates blurred and ``plate`` on the largest one's place."""
+    """The frame with its plates blurred and ``plate`` on the largest one's place: drawn from
+    MIN_HEIGHT to MAX_HEIGHT tall, or (``closeup``) about as wide as a US plate there is."""
     img = frame.copy()
     for box in boxes:
         blur_out(img, box)
     x1, y1, x2, y2 = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
-    height = float(rng.uniform(MIN_HEIGHT, MAX_HEIGHT))
     aspect = plate.shape[1] / plate.shape[0]
+    if closeup:
+        height = float(rng.uniform(*US_WIDTH_SHARE)) * (x2 - x1) / aspect
+    else:
+        height = float(rng.uniform(MIN_HEIGHT, MAX_HEIGHT))
     cx = float(np.clip((x1 + x2) / 2, height * aspect, img.shape[1] - height * aspect))
     cy = float(np.clip((y1 + y2) / 2, height, img.shape[0] - height))
     quad = random_plate_quad(rng, cx, cy, height, aspect)
@@ -92,12 +123,18 @@ def make_scene(
 
 
 def make_scenes(
-    data: Path, out: Path, crops_name: str = "openalpr-us-plate-crops", seed: int = 0
+    data: Path,
+    out: Path,
+    crops_name: str = "openalpr-us-plate-crops",
+    seed: int = 0,
+    backgrounds: str = "ro",
 ) -> int:
-    """Write the scenes into ``out``; returns how many."""
+    """Write the scenes into ``out``; returns how many. ``backgrounds``: "ro" (dash-cam frames
+    of ro-plates-voc/valid) or "closeup" (the OpenALPR end-to-end photos)."""
     crops_dir = data / crops_name
     crops = held_out_crops(crops_dir)
-    scenes = frames(data / "ro-plates-voc" / "valid")
+    closeup = backgrounds == "closeup"
+    scenes = closeup_frames(data) if closeup else frames(data / "ro-plates-voc" / "valid")
     if not crops or not scenes:
         raise SystemExit(f"make_crop_scenes: no held-out crops in {crops_dir} or no frames")
     rng = np.random.default_rng(seed)
@@ -109,7 +146,7 @@ def make_scenes(
         frame = cv2.imread(str(frame_path), cv2.IMREAD_COLOR)
         if plate is None or frame is None:
             continue
-        img, (x, y, w, h) = make_scene(rng, frame, boxes, plate)
+        img, (x, y, w, h) = make_scene(rng, frame, boxes, plate, closeup)
         stem = f"{Path(name).stem}_{frame_path.stem}"
         cv2.imwrite(str(out / f"{stem}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
         (out / f"{stem}.txt").write_text(f"{stem}.jpg\t{x}\t{y}\t{w}\t{h}\t{text}\n")
@@ -125,8 +162,14 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="folder to write (OpenALPR layout)")
     ap.add_argument("--crops", default="openalpr-us-plate-crops", help="crops dataset name")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--backgrounds",
+        choices=("ro", "closeup"),
+        default="ro",
+        help="ro-plates-voc dash-cam frames, or the OpenALPR end-to-end close-up photos",
+    )
     args = ap.parse_args()
-    written = make_scenes(args.data, args.out, args.crops, args.seed)
+    written = make_scenes(args.data, args.out, args.crops, args.seed, args.backgrounds)
     print(f"{written} scenes in {args.out}")
 
 

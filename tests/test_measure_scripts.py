@@ -132,6 +132,55 @@ def test_make_crop_scenes_puts_each_held_out_crop_on_a_car(
     assert report["exact_match"] >= 0.5
 
 
+def test_make_crop_scenes_closeup_puts_a_us_plate_in_place_of_the_photos_own(
+    tmp_path: Path,
+) -> None:
+    import cv2
+    import numpy as np
+
+    from edge.evaluate import is_holdout, parse_label_file
+    from scripts.synth.plates import render_plate_clean
+
+    data = tmp_path / "data"
+    crops = data / "openalpr-us-plate-crops"
+    crops.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    rows, held = ["file,text"], 0
+    for i in range(12):
+        plate, _ = render_plate_clean(rng, f"{i}ABC{100 + i}", "us")
+        cv2.imwrite(str(crops / f"us{i}.jpg"), plate)
+        rows.append(f"us{i}.jpg,{i}ABC{100 + i}")
+        held += is_holdout(f"us{i}.jpg")
+    (crops / "labels.csv").write_text("\n".join(rows) + "\n")
+    x, y, w, h = 500, 400, 260, 56  # each photo's own (European) plate
+    for name in ("openalpr-endtoend-eu", "openalpr-endtoend-br"):
+        folder = data / name
+        folder.mkdir(parents=True)
+        eu, _ = render_plate_clean(rng, "BA302OZ", "eu_de")
+        photo = np.full((720, 1280, 3), 120, np.uint8)
+        photo[y : y + h, x : x + w] = cv2.resize(eu, (w, h))
+        cv2.imwrite(str(folder / "car.jpg"), photo)
+        (folder / "car.txt").write_text(f"car.jpg\t{x}\t{y}\t{w}\t{h}\tBA302OZ\n")
+    out = tmp_path / "closeups"
+    done = run_script(
+        "scripts/make_crop_scenes.py",
+        *("--data", str(data), "--out", str(out), "--backgrounds", "closeup"),
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    labels = sorted(out.glob("*.txt"))
+    assert len(labels) == held >= 1
+    for label in labels:
+        [truth] = parse_label_file(label)
+        x1, y1, x2, y2 = truth.box
+        # a US plate about as wide as one is next to the European plate it replaced
+        assert 0.55 * w * 0.8 <= x2 - x1 <= 0.75 * w * 1.2
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        assert abs(cx - (x + w / 2)) < 0.1 * h and abs(cy - (y + h / 2)) < 0.1 * h
+        assert truth.text.startswith(tuple("0123456789")) and "ABC" in truth.text
+    assert {p.stem.split("_", 1)[1] for p in labels} <= {"car"}
+
+
 def test_record_accuracy_writes_the_figures_into_both_manifests(tmp_path: Path) -> None:
     import shutil
 
@@ -181,6 +230,13 @@ def test_record_accuracy_writes_the_figures_into_both_manifests(tmp_path: Path) 
     assert figures["openalpr-endtoend-eu"]["recognizer_views"] == 3
     assert 0.0 <= figures["openalpr-endtoend-br"]["exact_match"] <= 1.0
     assert figures["openalpr-us-plate-crops (held-out 30 %)"]["images"] >= 1
+    from scripts.record_accuracy import US_CLOSEUPS
+
+    # the US crops again, on the four end-to-end photos
+    assert (
+        figures[US_CLOSEUPS]["images"]
+        == figures["openalpr-us-plate-crops (held-out 30 %)"]["images"]
+    )
     assert set(block["targets_met"]) == set(block["targets"])
     for name in ("plate-detector", "plate-recognizer"):
         manifest = json.loads((models / f"{name}.json").read_text())
