@@ -59,6 +59,7 @@ import argparse
 import csv
 import hashlib
 import json
+import math
 import string
 import sys
 import time
@@ -268,22 +269,29 @@ def _images(root: Path) -> list[Path]:
 
 
 def parse_label_line(line: str, where: str) -> PlateLabel:
-    """One ``NAME x y w h PLATE`` line; ``where`` ("file, line N") prefixes any error."""
-    fields = line.split()
+    """One ``NAME x y w h PLATE`` line; ``where`` ("file, line N") prefixes any error.
+
+    Tab-separated lines (the benchmark's own) split on tabs only, so an image name or a plate
+    with spaces in it stays one field; other lines split on any whitespace. The box may be
+    given in whole or decimal pixels."""
+    if line.count("\t") >= 5:
+        fields = [f.strip() for f in line.strip().split("\t")]
+    else:
+        fields = line.split()
     if len(fields) < 6:
         raise InputError(f"{where}: expected 'NAME x y w h PLATE', found {len(fields)} field(s)")
     try:
-        x, y, w, h = (int(v) for v in fields[1:5])
+        x, y, w, h = (float(v) for v in fields[1:5])
     except ValueError:
-        raise InputError(
-            f"{where}: box x y w h must be whole numbers, found {' '.join(fields[1:5])!r}"
-        ) from None
+        x = y = w = h = math.nan
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        raise InputError(f"{where}: box x y w h must be numbers, found {' '.join(fields[1:5])!r}")
     if w <= 0 or h <= 0:
         raise InputError(f"{where}: box width and height must be positive, found {w}x{h}")
     text = normalize_text("".join(fields[5:]))
     if not text:
         raise InputError(f"{where}: plate text {' '.join(fields[5:])!r} has no A-Z or 0-9")
-    return PlateLabel((float(x), float(y), float(x + w), float(y + h)), text)
+    return PlateLabel((x, y, x + w, y + h), text)
 
 
 def parse_label_file(path: Path) -> tuple[PlateLabel, ...]:

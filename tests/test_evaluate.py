@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from edge.cli import main
 from edge.config import DEFAULT_MODELS_DIR
-from edge.errors import EX_CONFIG, EX_DATAERR, EX_USAGE
+from edge.errors import EX_CONFIG, EX_DATAERR, EX_USAGE, InputError
 from edge.evaluate import (
     char_similarity,
     is_holdout,
@@ -514,6 +514,15 @@ def test_label_line_accepts_any_whitespace() -> None:
     label = parse_label_line("a.jpg 10  20\t30 40   ab-12c", "a.txt, line 1")
     assert label.box == (10.0, 20.0, 40.0, 60.0)
     assert label.text == "AB12C"
+
+
+def test_tab_separated_label_lines_keep_spaces_inside_fields() -> None:
+    label = parse_label_line("my car.jpg\t10\t20.5\t30\t40\tAB 12C\n", "a.txt, line 1")
+    assert label.box == (10.0, 20.5, 40.0, 60.5)
+    assert label.text == "AB12C"
+    for bad in ("a.jpg 10 20 thirty 40 AB12C", "a.jpg 10 20 nan 40 AB12C"):
+        with pytest.raises(InputError, match=r"a\.txt, line 1: box x y w h must be numbers"):
+            parse_label_line(bad, "a.txt, line 1")
 
 
 def test_boxes_match_one_to_one_by_best_overlap() -> None:
