@@ -221,45 +221,9 @@ def augment_real(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     )
     top, left = max(0, y0), max(0, x0)
     crop = padded[top : padded.shape[0] - max(0, y1), left : padded.shape[1] - max(0, x1)]
-    r = rng.random()
-    if r < SMALL_PLATE_SHARE:
-        return small_plate(rng, np.ascontiguousarray(crop))
-    if r < SMALL_PLATE_SHARE + 0.6:
+    if rng.random() < 0.6:
         crop = plates.augment_crop(rng, np.ascontiguousarray(crop))
     return crop
-
-
-SMALL_PLATE_SHARE = 0.25
-SMALL_PLATE_HEIGHT = (18.0, 42.0)
-"""A quarter of the real crops are seen as the daemon sees a small plate: 18 to 42 px tall in
-the frame (US characters of about 9 to 20 px), mildly blurred and JPEG-compressed, then warped
-up to the 64 px crop rectify_plate makes. Held-out US crops put on close-up photos at that
-size (make_crop_scenes.py --backgrounds closeup) read 0.883 exact against 0.943 for the crops
-alone, mostly W and M read as H: the other augmentations reach that size only together with
-heavy blur, noise or JPEG, which teaches guessing rather than reading."""
-
-
-def small_plate(rng: np.random.Generator, crop: np.ndarray) -> np.ndarray:
-    """The crop at a small plate's resolution, back at the 64 px the daemon reads it at."""
-    h, w = crop.shape[:2]
-    lo, hi = SMALL_PLATE_HEIGHT
-    target = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-    if target >= h:
-        return crop
-    small = cv2.resize(
-        crop, (max(4, round(w * target / h)), max(4, round(target))), interpolation=cv2.INTER_AREA
-    )
-    if rng.random() < 0.5:
-        small = cv2.GaussianBlur(small, (0, 0), float(rng.uniform(0.3, 0.7)))
-    if rng.random() < 0.7:
-        quality = int(rng.integers(55, 96))
-        ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
-        if decoded is not None:
-            small = decoded
-    out_h = 64
-    out_w = max(8, round(small.shape[1] * out_h / small.shape[0]))
-    return np.asarray(cv2.resize(small, (out_w, out_h), interpolation=cv2.INTER_LINEAR))
 
 
 class BatchStream(torch.utils.data.IterableDataset[dict[str, torch.Tensor]]):
