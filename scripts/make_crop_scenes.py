@@ -31,6 +31,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from edge.evaluate import load_scenes  # noqa: E402
 from scripts.synth.scenes import paste_quad, random_plate_quad, read_voc_boxes  # noqa: E402
 from scripts.synth.splits import is_holdout  # noqa: E402
 
@@ -60,23 +61,17 @@ def frames(ro_valid: Path) -> list[tuple[Path, list[Box]]]:
 
 
 def closeup_frames(data: Path) -> list[tuple[Path, list[Box]]]:
-    """Photos of the OpenALPR end-to-end sets with their plate boxes (x1, y1, x2, y2)."""
-    out = []
-    for name in CLOSEUP_SETS:
-        for label in sorted((data / name).glob("*.txt")):
-            boxes: list[Box] = []
-            for line in label.read_text().splitlines():
-                parts = line.split("\t")
-                if len(parts) >= 5:
-                    x, y, w, h = (float(v) for v in parts[1:5])
-                    boxes.append((x, y, x + w, y + h))
-            image = label.with_suffix(".jpg")
-            if boxes and image.is_file():
-                out.append((image, boxes))
-    return out
+    """Photos of the OpenALPR end-to-end sets with their plate boxes (x1, y1, x2, y2), read
+    as ``alpr-edge evaluate`` reads them."""
+    return [
+        (sample.image, [plate.box for plate in sample.plates])
+        for name in CLOSEUP_SETS
+        for sample in load_scenes(data / name)[0]
+        if sample.plates
+    ]
 
 
-def blur_out(img: np.ndarray, box: tuple[float, float, float, float]) -> None:
+def blur_out(img: np.ndarray, box: Box) -> None:
     """Make a plate unreadable in place (a wide box blur over it and a small margin)."""
     x1, y1, x2, y2 = box
     pad = 0.3 * (y2 - y1)
@@ -91,7 +86,7 @@ def blur_out(img: np.ndarray, box: tuple[float, float, float, float]) -> None:
 def make_scene(
     rng: np.random.Generator,
     frame: np.ndarray,
-    boxes: list[tuple[float, float, float, float]],
+    boxes: list[Box],
     plate: np.ndarray,
     closeup: bool = False,
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
