@@ -69,7 +69,7 @@ class FrameProcessor:
         self.camera = camera
         self.on_observations = on_observations
         self.reader = reader
-        self.tracker = PlateTracker(camera.id, settings.tracking)
+        self.tracker = PlateTracker(camera.id, settings.tracking, patterns=reader.patterns)
         self.gate = MotionGate(settings.motion, roi=camera.roi) if settings.motion.enabled else None
         self.timer = timer or StageTimer()
         self.frames_processed = 0

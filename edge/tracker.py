@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from edge.config import TrackingSettings
 from edge.crops import encode_jpeg
+from edge.inference.patterns import PlatePatterns
 from edge.types import Detection, Direction, PlateObservation, VehiclePass
 from edge.vehicle import vote_attributes
 from edge.voting import vote
@@ -129,9 +130,13 @@ def direction_of(observations: Sequence[PlateObservation]) -> Direction:
 class PlateTracker:
     """Per-camera tracker. Not thread-safe: one pipeline thread owns it."""
 
-    def __init__(self, camera_id: str, settings: TrackingSettings) -> None:
+    def __init__(
+        self, camera_id: str, settings: TrackingSettings, patterns: PlatePatterns | None = None
+    ) -> None:
+        """``patterns``: the agency's plate formats, which each pass's voted text is held to."""
         self.camera_id = camera_id
         self._settings = settings
+        self._patterns = patterns
         self._tracks: list[_Track] = []
         self._recent: list[_Emitted] = []
 
@@ -237,7 +242,11 @@ class PlateTracker:
 
     def _to_pass(self, track: _Track) -> VehiclePass | None:
         obs = track.observations
-        result = vote([o.recognition for o in obs], max_candidates=self._settings.max_candidates)
+        result = vote(
+            [o.recognition for o in obs],
+            max_candidates=self._settings.max_candidates,
+            patterns=self._patterns,
+        )
         if len(result.text) < MIN_PLATE_CHARS:
             return None  # a sign, a logo or a wheel rim, not a plate
         if len(result.text) < SHORT_PLATE_CHARS and result.confidence < SHORT_PLATE_CONFIDENCE:

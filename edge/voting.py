@@ -2,7 +2,9 @@
 
 Each frame's read gives, per character, a probability and runner-up characters. Reads of the
 most common length vote position by position with those probabilities as soft votes; this
-fixes single-frame confusions (O/0, B/8) that one good frame would otherwise lock in.
+fixes single-frame confusions (O/0, B/8) that one good frame would otherwise lock in. Where
+the agency set plate formats, the voted text is held to them too: frames that fit different
+formats of one length can otherwise vote a text that fits none.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import product
 
+from edge.inference.patterns import PlatePatterns
 from edge.types import CharCandidate, CharSlot, PlateStatus, Recognition, TextCandidate
 
 PARTIAL_CHAR_SHARE = 0.4
@@ -112,8 +115,14 @@ def _status(reads: Sequence[Recognition], slots: Sequence[CharSlot]) -> PlateSta
     return PlateStatus.FULL
 
 
-def vote(reads: Sequence[Recognition], *, max_candidates: int = 5) -> VoteResult:
-    """Combine the reads of one pass into one text with per-character confidence."""
+def vote(
+    reads: Sequence[Recognition],
+    *,
+    max_candidates: int = 5,
+    patterns: PlatePatterns | None = None,
+) -> VoteResult:
+    """Combine the reads of one pass into one text with per-character confidence, held to
+    ``patterns`` (the agency's plate formats) when given."""
     usable = _expand_collapsed([r for r in reads if r.text])
     if not usable:
         return VoteResult("", 0.0, (), (), PlateStatus.NONE)
@@ -127,6 +136,10 @@ def vote(reads: Sequence[Recognition], *, max_candidates: int = 5) -> VoteResult
         best_char, best = ranked[0]
         alts = tuple(CharCandidate(c, round(min(v / total, 1.0), 4)) for c, v in ranked[1:4])
         slots.append(CharSlot(best_char, round(min(best / total, 1.0), 4), alts))
+    if patterns is not None:
+        voted = "".join(s.char for s in slots)
+        held = patterns.apply(Recognition(voted, 1.0, tuple(slots), PlateStatus.FULL))
+        slots = [CharSlot(s.char, round(s.prob, 4), s.alternatives) for s in held.chars]
     text = "".join(s.char for s in slots)
     confidence = 1.0
     for slot in slots:

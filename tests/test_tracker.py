@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 from edge.config import TrackingSettings
+from edge.inference.patterns import PlatePatterns
 from edge.tracker import MAX_TRACK_OBSERVATIONS, PlateTracker
-from edge.types import CharSlot, Detection, Direction, PlateObservation, PlateStatus, Recognition
+from edge.types import (
+    CharCandidate,
+    CharSlot,
+    Detection,
+    Direction,
+    PlateObservation,
+    PlateStatus,
+    Recognition,
+)
 
 T0 = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 
@@ -145,3 +155,23 @@ def test_parked_plate_is_read_once_and_memory_stays_bounded() -> None:
     assert len(tracker._tracks[0].observations) <= MAX_TRACK_OBSERVATIONS
     assert tracker.flush() == []
     assert len(tracker._tracks) == 0
+
+
+def test_the_pass_text_is_held_to_the_formats_the_tracker_was_given() -> None:
+    def read(t: float, text: str, slot: CharSlot) -> PlateObservation:
+        o = obs(t, moving_box(t, 100, 600), text)
+        chars = (*o.recognition.chars[:3], slot, *o.recognition.chars[4:])
+        return replace(o, recognition=replace(o.recognition, chars=chars))
+
+    unsure_one = CharSlot("1", 0.4, (CharCandidate("I", 0.35),))
+    sure_i = CharSlot("I", 0.99)
+    frames = [read(i / 30, "ABC1234", unsure_one) for i in range(0, 20, 2)]
+    frames += [read(i / 30, "ABCI234", sure_i) for i in range(1, 20, 2)]
+    frames.sort(key=lambda o: o.monotonic)
+    texts = []
+    for patterns in (None, PlatePatterns(["LLLNNNN"])):
+        tracker = PlateTracker("cam", TrackingSettings(), patterns=patterns)
+        passes = [p for o in frames for p in tracker.update(o.monotonic, [o])]
+        passes += tracker.update(5.0, [])
+        texts.append([p.text for p in passes])
+    assert texts == [["ABCI234"], ["ABC1234"]]

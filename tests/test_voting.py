@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edge.inference.patterns import PlatePatterns
 from edge.types import CharCandidate, CharSlot, PlateStatus, Recognition
 from edge.voting import vote
 
@@ -85,3 +86,18 @@ def test_a_doubled_character_read_once_counts_for_the_double() -> None:
 def test_without_a_doubled_reading_the_short_text_stands() -> None:
     reads = [make_read("BUY368")] * 3 + [make_read("BUY3689")]
     assert vote(reads).text == "BUY368"
+
+
+def test_the_voted_text_is_held_to_the_agency_formats() -> None:
+    # Two frames read a digit 1 unsurely (I close behind); a third frame that fitted no
+    # format was left as read, sure of an I. Their votes make a text no format allows.
+    unsure = make_read("ABC1234", [0.95, 0.95, 0.95, 0.4, 0.95, 0.95, 0.95], {3: ("I", 0.35)})
+    stray = make_read("ABCI234", [0.95, 0.95, 0.95, 0.99, 0.95, 0.95, 0.95])
+    reads = [unsure, unsure, stray]
+    assert vote(reads).text == "ABCI234"
+    held = vote(reads, patterns=PlatePatterns(["LLLNNNN"]))
+    assert held.text == "ABC1234"
+    # The format leaves 1 the only candidate: it takes the mass the position's votes had.
+    assert held.chars[3].char == "1" and held.chars[3].prob == 0.83
+    assert held.candidates[0].text == "ABC1234"
+    assert held.status is PlateStatus.FULL
