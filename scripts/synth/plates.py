@@ -72,12 +72,13 @@ STYLES = (
     "eu_fr",
     "eu_nl",
     "eu_ro",
+    "eu_other",
     "br_old",
     "br_mercosul",
     "paper",
 )
 # How often each style is drawn when none is asked for: US dominates our deployments.
-_STYLE_WEIGHTS = np.array([0.22, 0.08, 0.25, 0.06, 0.04, 0.04, 0.05, 0.06, 0.08, 0.12])
+_STYLE_WEIGHTS = np.array([0.22, 0.08, 0.25, 0.06, 0.04, 0.04, 0.05, 0.08, 0.06, 0.08, 0.12])
 _SEPARATORS = "-. *"  # "*" stands for a drawn logo/emblem between character groups
 
 _FONT_DIRS = (
@@ -395,6 +396,29 @@ _US_PATTERNS = (
 )  # fmt: skip
 
 
+# Other European countries' current formats, as their band code and character groups: the
+# recognizer then knows the letter/digit layouts of Europe's common plates, which settles an O
+# or 0 that the plate's font draws alike (e.g. SK 302OZ) the way a reader of that plate would.
+_EU_OTHER_FORMATS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("SK", ("LL-DDDLL", "LL DDDLL")),
+    ("CZ", ("DLD DDDD", "DLL DDDD", "DLD-DDDD")),
+    ("PL", ("LL DDDDD", "LLL DDDD", "LL DDDLL", "LLL DDLL", "LL DDLLL")),
+    ("I", ("LL DDDLL", "LL-DDDLL")),
+    ("E", ("DDDD LLL", "DDDD-LLL")),
+    ("A", ("L DDDD L", "LL DDD LL", "L-DDDDL")),
+    ("B", ("D-LLL-DDD", "LLL-DDD")),
+    ("H", ("LLL-DDD", "LL LL-DDD")),
+    ("HR", ("LL DDD-LL", "LL DDDD-L")),
+    ("SLO", ("LL LL-DDD", "LL DD-LLL")),
+    ("GB", ("LLDD LLL",)),
+    ("P", ("LL-DD-LL", "DD-LL-DD")),
+    ("LT", ("LLL DDD",)),
+    ("BG", ("LL DDDD LL", "L DDDD LL")),
+    ("S", ("LLL DDL", "LLL DDD")),
+    ("DK", ("LL DD DDD",)),
+)
+
+
 def random_text(rng: np.random.Generator, style: str = "us") -> str:
     """A plate string in a format that suits ``style``, with separators ("-", ".", " ", "*")."""
     if style == "eu_de":
@@ -404,6 +428,9 @@ def random_text(rng: np.random.Generator, style: str = "us") -> str:
         return f"{district}*{letters} {digits}"[: 8 + 2]
     if style == "eu_fr":
         return _pattern_text(rng, "LL-DDD-LL")
+    if style == "eu_other":
+        _, formats = _EU_OTHER_FORMATS[rng.integers(len(_EU_OTHER_FORMATS))]
+        return _pattern_text(rng, formats[rng.integers(len(formats))])
     if style == "eu_nl":
         pats: tuple[str, ...] = (
             "LL-DD-LL",
@@ -771,9 +798,18 @@ def _eu_band(rng: np.random.Generator, canvas: np.ndarray, code: str, bw: int) -
     )
 
 
+def _eu_other_code(rng: np.random.Generator, text: str) -> str:
+    """The band code of a country whose format ``text`` has ("EU" when none has it)."""
+    shape = "".join("L" if c.isalpha() else "D" if c.isdigit() else c for c in text)
+    codes = [code for code, formats in _EU_OTHER_FORMATS if shape in formats]
+    return _pick(rng, codes) if codes else "EU"
+
+
 def _render_eu(rng: np.random.Generator, text: str, style: str, fonts: tuple[Path, ...]) -> _Plate:
     w, h = 470, 100
     code = {"eu_de": "D", "eu_fr": "F", "eu_nl": "NL", "eu_ro": "RO"}.get(style, "EU")
+    if style == "eu_other":
+        code = _eu_other_code(rng, text)
     bg = (40, 200, 245) if style == "eu_nl" and rng.random() < 0.7 else (235, 235, 235)
     canvas = (
         _background(rng, w, h, bg)
@@ -807,6 +843,8 @@ def _render_eu(rng: np.random.Generator, text: str, style: str, fonts: tuple[Pat
         _jitter(rng, (20, 20, 20), 10),
         rng.uniform(0.75, 1.0),
         seal=style == "eu_de",
+        # Many European plate fonts (SK, CZ, A, ...) draw the letter O as the digit 0.
+        letter_o_as_zero=style == "eu_other" and rng.random() < 0.5,
     )
     t = max(1, h // 40)
     cv2.rectangle(canvas, (0, 0), (w - 1, h - 1), (20, 20, 20), t)
