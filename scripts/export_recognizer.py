@@ -181,8 +181,10 @@ def manifest_for(
         f"linear; {sum(p.numel() for p in CRNN().parameters())} parameters",
         "training_data": {
             "synthetic": "scripts/synth/plates.py render_plate (US incl. us-plate-designs "
-            "artwork, EU DE/FR/NL/RO, BR old and Mercosul, paper tags; cut-off/occluded "
-            "partials; camera augmentation) and render_non_plate for status 'none'",
+            "artwork; EU DE/FR/NL/RO and the formats of 16 more European countries, the "
+            "letter O drawn as the digit 0 on half of those; BR old and Mercosul; paper tags; "
+            "cut-off/occluded partials; camera augmentation) and render_non_plate for status "
+            "'none'",
             "real": "openalpr-us-plate-crops TRAIN split (not held out) and "
             "openalpr-br-plate-crops with the reviewed corrections of "
             "scripts/synth/br_label_review.csv, both augmented; status head trained with "
