@@ -115,6 +115,10 @@ def _status(reads: Sequence[Recognition], slots: Sequence[CharSlot]) -> PlateSta
     return PlateStatus.FULL
 
 
+def _rounded(candidate: CharCandidate) -> CharCandidate:
+    return CharCandidate(candidate.char, round(candidate.prob, 4))
+
+
 def vote(
     reads: Sequence[Recognition],
     *,
@@ -139,7 +143,10 @@ def vote(
     if patterns is not None:
         voted = "".join(s.char for s in slots)
         held = patterns.apply(Recognition(voted, 1.0, tuple(slots), PlateStatus.FULL))
-        slots = [CharSlot(s.char, round(s.prob, 4), s.alternatives) for s in held.chars]
+        slots = [
+            CharSlot(s.char, round(s.prob, 4), tuple(_rounded(a) for a in s.alternatives))
+            for s in held.chars
+        ]
     text = "".join(s.char for s in slots)
     confidence = 1.0
     for slot in slots:

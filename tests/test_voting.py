@@ -101,3 +101,19 @@ def test_the_voted_text_is_held_to_the_agency_formats() -> None:
     assert held.chars[3].char == "1" and held.chars[3].prob == 0.83
     assert held.candidates[0].text == "ABC1234"
     assert held.status is PlateStatus.FULL
+
+
+def test_held_probabilities_are_rounded_like_the_vote() -> None:
+    # Three frames split a position three ways; the format keeps the two digits and
+    # renormalises them, which gives long fractions unless they are rounded.
+    reads = [
+        make_read("ABC1234", [0.95, 0.95, 0.95, 0.37, 0.95, 0.95, 0.95], {3: ("7", 0.31)}),
+        make_read("ABCI234", [0.95, 0.95, 0.95, 0.9, 0.95, 0.95, 0.95], {3: ("1", 0.05)}),
+        make_read("ABCI234", [0.95, 0.95, 0.95, 0.8, 0.95, 0.95, 0.95], {3: ("7", 0.11)}),
+    ]
+    held = vote(reads, patterns=PlatePatterns(["LLLNNNN"]))
+    assert held.text[3] in "17"
+    for slot in held.chars:
+        assert slot.prob == round(slot.prob, 4)
+        assert all(a.prob == round(a.prob, 4) for a in slot.alternatives)
+    assert held.chars[3].alternatives, "the other digit stays a candidate"
