@@ -546,15 +546,12 @@ def _draw_main_text(
     *,
     seal: bool = False,
     letter_o_as_zero: bool = False,
-    serif_i: bool = False,
 ) -> tuple[tuple[int, int], ...]:
     """Lay the characters of ``text`` out in box (x, y, w, h); return each label char's span.
 
     Separators become gaps with a dash, dot or logo drawn in them; they are not labelled.
     ``letter_o_as_zero`` draws the letter O with the font's digit 0, a little wider, as plate
     fonts that do not tell them apart do (Brazil's old plates); the label stays O.
-    ``serif_i`` draws the letter I with slab serifs top and bottom, as most US plate fonts do
-    to set it apart from 1 (a sans-serif face's bare bar would teach I from 1 alone).
     """
     x, y, w, h = box
     glyphs: list[tuple[str, np.ndarray | None, float]] = []
@@ -562,8 +559,6 @@ def _draw_main_text(
         if c in ALPHABET:
             as_zero = letter_o_as_zero and c == "O"
             glyph = _glyph(font, "0" if as_zero else c)
-            if serif_i and c == "I":
-                glyph = with_slab_serifs(glyph, rng.uniform(0.08, 0.16), rng.uniform(0.6, 1.0))
             aspect = glyph.shape[1] / glyph.shape[0] * (1.1 if as_zero else 1.0)
             glyphs.append((c, glyph, aspect * squeeze))
         elif c == " ":
@@ -624,20 +619,6 @@ def _draw_main_text(
                 _draw_logo(rng, canvas, int(cx + pw / 2), cy + ch // 2, r)
         cx += pw + gap * ch
     return tuple(spans)
-
-
-def with_slab_serifs(stem: np.ndarray, reach: float, bar: float) -> np.ndarray:
-    """A bare I glyph (``stem``, an alpha mask) with a bar across its top and its bottom: each
-    bar reaches ``reach`` x glyph height beyond the stem on both sides and is ``bar`` x the
-    stem's width thick."""
-    h, w = stem.shape
-    side = max(1, round(reach * h))
-    thick = max(1, round(bar * w))
-    out = np.zeros((h, w + 2 * side), np.float32)
-    out[:, side : side + w] = stem
-    out[:thick] = 1.0
-    out[h - thick :] = 1.0
-    return out
 
 
 def _draw_bolts(rng: np.random.Generator, canvas: np.ndarray) -> None:
@@ -789,14 +770,7 @@ def _render_us(
         else:
             right += sw + 3
     spans = _draw_main_text(
-        rng,
-        canvas,
-        text,
-        (left, y0, w - left - right, ch),
-        font,
-        ink,
-        rng.uniform(0.7, 1.0),
-        serif_i=rng.random() < 0.5,
+        rng, canvas, text, (left, y0, w - left - right, ch), font, ink, rng.uniform(0.7, 1.0)
     )
     if rng.random() < 0.6:
         _draw_sticker(rng, canvas, font)
