@@ -27,6 +27,7 @@ from edge.atrest import load_cipher
 from edge.audit import AuditLog
 from edge.camera import FrameSource, open_source
 from edge.camera.capture import CaptureThread
+from edge.clock import ClockWatch
 from edge.config import CameraSettings, Settings, load_settings
 from edge.errors import CameraError, ConfigError, EdgeError
 from edge.events import build_read_event
@@ -150,10 +151,13 @@ class Daemon:
         *,
         open_camera: Callable[[CameraSettings], FrameSource] = open_source,
         config_path: Path | None = None,
+        clock: Callable[[], bool | None] | None = None,
     ) -> None:
         self.settings = settings
         self._open_camera = open_camera
         self._config_path = config_path
+        self.clock = clock if clock is not None else ClockWatch().state
+        """Whether the system clock is synchronised; one cached answer for reads and status."""
         self._reload_requested = threading.Event()
         self.stop_event = threading.Event()
         self.signalled = False
@@ -244,6 +248,7 @@ class Daemon:
             storage_dir=s.storage.dir,
             cameras=[_probe(pipeline) for pipeline in self.pipelines],
             models=ModelVersions(reader.detector.version, reader.recognizer.version),
+            clock=self.clock,
             extras=Extras(
                 hotlist=self.hotlist.status,
                 alerts_depth=alerts.pending_count,
@@ -267,7 +272,12 @@ class Daemon:
         if privacy.hits_only and not hits:
             self.reads_dropped += 1
             return
-        event = build_read_event(vehicle_pass, device_id=self.settings.device_id, camera=camera)
+        event = build_read_event(
+            vehicle_pass,
+            device_id=self.settings.device_id,
+            camera=camera,
+            clock_synchronised=self.clock(),
+        )
         if self.alerter is not None and hits:
             # Alerts first: they are what someone is waiting for.
             self.alerter.check_pass(camera, vehicle_pass, event, hits)

@@ -9,7 +9,6 @@ it says what is risky, e.g. a broker without TLS on loopback).
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import TextIO
 
+from edge.clock import clock_synchronised
 from edge.config import CameraSettings, Settings
 from edge.errors import EdgeError
 from edge.inference.session import load_manifest
@@ -139,35 +139,6 @@ def _disk(settings: Settings) -> str:
     if usage.free < MIN_FREE_BYTES:
         raise EdgeError(f"only {free_gb:.2f} GB free under {settings.storage.dir}")
     return f"{free_gb:.1f} GB free ({usage.free / usage.total:.0%})"
-
-
-def clock_synchronised() -> bool | None:
-    """True or False from timedatectl or chrony; None when neither can tell."""
-    timedatectl = shutil.which("timedatectl")
-    if timedatectl:
-        try:
-            out = subprocess.run(  # noqa: S603 - fixed argv, binary found on PATH
-                [timedatectl, "show", "-p", "NTPSynchronized", "--value"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-                check=False,
-            )
-            if out.returncode == 0 and out.stdout.strip() in ("yes", "no"):
-                return out.stdout.strip() == "yes"
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-    chronyc = shutil.which("chronyc")
-    if chronyc:
-        try:
-            out = subprocess.run(  # noqa: S603 - fixed argv, binary found on PATH
-                [chronyc, "tracking"], capture_output=True, text=True, timeout=5, check=False
-            )
-            if out.returncode == 0:
-                return "Leap status     : Normal" in out.stdout
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-    return None
 
 
 def _clock() -> str:

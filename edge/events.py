@@ -28,8 +28,8 @@ from edge import __version__
 from edge.config import CameraSettings
 from edge.types import CharCandidate, CharSlot, Direction, PlateStatus, TextCandidate, VehiclePass
 
-SCHEMA_VERSION = "1.2"
-"""1.1 added ``signature``; 1.2 added the vehicle attribute confidences."""
+SCHEMA_VERSION = "1.3"
+"""1.1 added ``signature``; 1.2 the vehicle attribute confidences; 1.3 ``clock_synchronised``."""
 SIGNATURE_KEY = "signature"
 SCHEMA_RESOURCE = "schema/read-event.v1.json"
 """Inside the ``edge`` package; the one copy of the schema (installed with the package)."""
@@ -91,6 +91,9 @@ class ReadEvent:
     direction: Direction
     location: Location
     vehicle: VehicleInfo = field(default_factory=VehicleInfo)
+    clock_synchronised: bool | None = None
+    """Whether the device's clock was NTP-synchronised when the read was made (edge/clock.py);
+    None when the device cannot tell. A Pi booted without network keeps false time until then."""
     software_version: str = __version__
     schema_version: str = SCHEMA_VERSION
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
@@ -102,9 +105,11 @@ def build_read_event(
     *,
     device_id: str,
     camera: CameraSettings,
+    clock_synchronised: bool | None = None,
     software_version: str = __version__,
 ) -> ReadEvent:
-    """The event for one finished pass, with the camera's place and heading."""
+    """The event for one finished pass, with the camera's place and heading and the state of
+    the device's clock now."""
     vp = vehicle_pass
     region = None
     if vp.region is not None:
@@ -137,6 +142,7 @@ def build_read_event(
             type_confidence=_optional_prob(vp.vehicle_type_confidence),
             make_model_confidence=_optional_prob(vp.make_model_confidence),
         ),
+        clock_synchronised=clock_synchronised,
         software_version=software_version,
     )
 
@@ -188,6 +194,7 @@ def to_payload(event: ReadEvent, *, seq: int, crop_jpeg: bytes | None = None) ->
             "heading_deg": event.location.heading_deg,
         },
         "plate_crop_jpeg": None if not crop_jpeg else base64.b64encode(crop_jpeg).decode("ascii"),
+        "clock_synchronised": event.clock_synchronised,
         "software_version": event.software_version,
     }
 

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from edge import __version__
 from edge.camera.capture import CaptureStats
-from edge.check import clock_synchronised
+from edge.clock import ClockWatch
 from edge.events import encode_payload, format_time
 from edge.hotlist import HotListStatus
 from edge.retention import PurgeReport
@@ -30,8 +30,6 @@ STATUS_SCHEMA_VERSION = "1.2"
 """1.1 added ``hotlist``, ``alerts`` and ``retention``; 1.2 added ``outbox.refused``."""
 STATUS_SCHEMA_RESOURCE = "schema/status.v1.json"
 THERMAL_DIR = Path("/sys/class/thermal")
-CLOCK_REFRESH_S = 300.0
-"""The clock check asks timedatectl or chronyc; its answer changes rarely."""
 
 OfflineReason = Literal["shutdown", "connection_lost"]
 
@@ -237,7 +235,7 @@ class StatusCollector:
         cameras: Sequence[CameraProbe],
         models: ModelVersions,
         thermal_dir: Path = THERMAL_DIR,
-        clock: Callable[[], bool | None] = clock_synchronised,
+        clock: Callable[[], bool | None] | None = None,
         extras: Extras | None = None,
     ) -> None:
         self._extras = extras or Extras()
@@ -249,11 +247,10 @@ class StatusCollector:
         self._cameras = tuple(cameras)
         self._models = models
         self._thermal_dir = thermal_dir
-        self._clock = clock
+        self._clock = clock if clock is not None else ClockWatch().state
+        """The daemon passes its shared ``ClockWatch``, so reads and status agree."""
         self._started = time.monotonic()
         self._previous: dict[str, tuple[float, int, int]] = {}
-        self._clock_checked_at: float | None = None
-        self._clock_synced: bool | None = None
 
     def collect(self) -> DeviceStatus:
         now = time.monotonic()
@@ -272,7 +269,7 @@ class StatusCollector:
             ),
             disk_free_bytes=self._disk_free(),
             cpu_temperature_c=cpu_temperature_c(self._thermal_dir),
-            clock_synchronised=self._clock_state(now),
+            clock_synchronised=self._clock(),
             models=self._models,
             hotlist=None if self._extras.hotlist is None else self._extras.hotlist(),
             alerts_depth=None if self._extras.alerts_depth is None else self._extras.alerts_depth(),
@@ -301,9 +298,3 @@ class StatusCollector:
             return shutil.disk_usage(self._storage_dir).free
         except OSError:
             return None
-
-    def _clock_state(self, now: float) -> bool | None:
-        if self._clock_checked_at is None or now - self._clock_checked_at >= CLOCK_REFRESH_S:
-            self._clock_synced = self._clock()
-            self._clock_checked_at = now
-        return self._clock_synced

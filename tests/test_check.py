@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from tiny_detector import write_models
 
-from edge.check import clock_synchronised
+from edge.clock import clock_synchronised
 from scripts.make_demo_clip import make_clip
 
 ROW = re.compile(r"^(?P<name>.+?)\s+(?P<status>PASS|FAIL|WARN)  (?P<detail>.*)$")

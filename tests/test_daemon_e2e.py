@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 from conftest import Mosquitto
 
+from edge.clock import clock_synchronised
 from edge.events import read_event_schema
 from scripts.make_demo_clip import Pass, make_clip
 
@@ -81,6 +82,8 @@ def test_one_read_per_pass_arrives_on_the_broker(
         assert payload["camera_id"] == "cam1"
         assert payload["location"] == {"latitude": 33.83, "longitude": -116.54, "heading_deg": 90.0}
         assert payload["plate_crop_jpeg"]
+        # The daemon asks this machine's clock as the test does (timedatectl, chronyc).
+        assert payload["clock_synchronised"] is clock_synchronised()
     assert sorted(p["seq"] for p in payloads) == list(range(1, len(passes) + 1))
     assert len({p["event_id"] for p in payloads}) == len(payloads)
     truth = {p.text for p in passes}
