@@ -36,7 +36,8 @@ from edge.types import CharSlot, PlateObservation, TextCandidate, VehiclePass
 
 log = logging.getLogger(__name__)
 
-ALERT_SCHEMA_VERSION = "1.0"
+ALERT_SCHEMA_VERSION = "1.1"
+"""1.1 added ``clock_synchronised``."""
 ALERT_SCHEMA_RESOURCE = "schema/alert.v1.json"
 EARLY_LINK_SLACK_S = 2.0
 """An early alert belongs to a pass that ended at most this long after its last frame."""
@@ -66,6 +67,8 @@ class Alert:
     read: AlertRead
     hit: Hit
     raised_at: datetime
+    clock_synchronised: bool | None = None
+    """Whether the device's clock was NTP-synchronised when the alert was raised (edge/clock.py)."""
     alert_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
@@ -78,6 +81,7 @@ def alert_payload(alert: Alert, *, seq: int) -> dict[str, Any]:
         "device_id": alert.device_id,
         "camera_id": alert.camera.id,
         "raised_at": format_time(alert.raised_at),
+        "clock_synchronised": alert.clock_synchronised,
         "stage": alert.stage,
         "read": {
             "event_id": read.event_id,
@@ -239,12 +243,14 @@ class Alerter:
         *,
         notify: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock_synchronised: Callable[[], bool | None] = lambda: None,
     ) -> None:
         self._settings = settings
         self._keeper = keeper
         self._outbox = outbox
         self._notify = notify
         self._clock = clock
+        self._clock_synchronised = clock_synchronised
         self._lock = threading.Lock()
         self._early: dict[tuple[str, str], _EarlyTrack] = {}
         self._with_crop = settings.privacy.keep_images and settings.mqtt.include_crop
@@ -292,7 +298,15 @@ class Alerter:
                         crop_jpeg=encode_jpeg(obs.crop) if self._with_crop else b"",
                     )
                     self._raise(
-                        Alert(self._settings.device_id, camera, "early", read, hit, self._clock())
+                        Alert(
+                            self._settings.device_id,
+                            camera,
+                            "early",
+                            read,
+                            hit,
+                            self._clock(),
+                            self._clock_synchronised(),
+                        )
                     )
                     raised += 1
         return raised
@@ -322,7 +336,17 @@ class Alerter:
                 chars=event.plate.chars,
                 crop_jpeg=vehicle_pass.crop_jpeg if self._with_crop else b"",
             )
-            self._raise(Alert(self._settings.device_id, camera, "pass", read, hit, self._clock()))
+            self._raise(
+                Alert(
+                    self._settings.device_id,
+                    camera,
+                    "pass",
+                    read,
+                    hit,
+                    self._clock(),
+                    event.clock_synchronised,  # as its read says
+                )
+            )
             raised += 1
         self._forget_stale(camera.id, vehicle_pass.last_seen)
         return raised

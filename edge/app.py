@@ -220,7 +220,13 @@ class Daemon:
             audit=self.audit,
             on_hotlist=self._hotlist_received if s.hotlist.subscribe else None,
         )
-        self.alerter = Alerter(s, self.hotlist, alerts, notify=self.publisher.notify_alert)
+        self.alerter = Alerter(
+            s,
+            self.hotlist,
+            alerts,
+            notify=self.publisher.notify_alert,
+            clock_synchronised=self.clock,
+        )
         self.publisher.start()
         for camera in s.cameras:
             capture = CaptureThread(self._open_camera(camera), queue_size=camera.queue_size)

@@ -170,6 +170,40 @@ def test_one_alert_per_pass_per_entry(rig: Rig, mosquitto: Mosquitto) -> None:
     assert json.loads(messages[1].payload)["read"]["event_id"] == later_event.event_id
 
 
+def test_alerts_say_whether_the_clock_was_synchronised(rig: Rig, mosquitto: Mosquitto) -> None:
+    alerts = mosquitto.subscribe("alpr/pole-17/alerts")
+    rig.alerter = Alerter(
+        rig.settings,
+        rig.keeper,
+        rig.outbox,
+        notify=rig.publisher.notify_alert,
+        clock_synchronised=lambda: False,  # booted without network
+    )
+    for i in range(2):
+        rig.alerter.check_frame(CAMERA, [observation("AB12CDE", i * 0.1)])
+    later = make_vehicle_pass(
+        "AB12CDE",
+        first_seen=T0 + timedelta(minutes=5),
+        last_seen=T0 + timedelta(minutes=5, seconds=1),
+    )
+    # NTP synchronised before the later pass ended: its alert says what its read says.
+    event = build_read_event(later, device_id="pole-17", camera=CAMERA, clock_synchronised=True)
+    assert rig.alerter.check_pass(CAMERA, later, event, rig.alerter.match_pass(later)) == 1
+    payloads = [json.loads(m.payload) for m in alerts.wait_for(2, timeout=3.0)]
+    assert [(p["stage"], p["clock_synchronised"]) for p in payloads] == [
+        ("early", False),
+        ("pass", True),
+    ]
+    validator = jsonschema.Draft202012Validator(alert_schema())
+    for payload in payloads:
+        assert payload["schema_version"] == "1.1"
+        validator.validate(payload)
+    del payloads[0]["clock_synchronised"]
+    assert not validator.is_valid(payloads[0])  # required from 1.1 on
+    payloads[0]["schema_version"] = "1.0"  # an alert stored before the upgrade
+    assert validator.is_valid(payloads[0])
+
+
 def test_fuzzy_pass_alert_says_which_character_differs(rig: Rig, mosquitto: Mosquitto) -> None:
     alerts = mosquitto.subscribe("alpr/pole-17/alerts")
     chars = (
