@@ -10,6 +10,8 @@ subscription, so several copies of this process split the load), and for each me
 * tracks ``seq`` per device and stream and reports gaps that stay open past a grace period
   (the backlog and live lanes interleave after an outage, so a hole often fills a moment
   later), and every gap still open at exit;
+* counts the reads and alerts a device made before its clock was synchronised
+  (``clock_synchronised: false``: their times may be off);
 * prints one JSON line per accepted event on stdout, then a summary line at exit.
 
 ::
@@ -188,6 +190,9 @@ class ReadVerifier:
         self.accepted: Counter[str] = Counter()
         self.duplicates: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
+        self.clock_unsynchronised: Counter[str] = Counter()
+        """Accepted reads and alerts made while the device's clock was not synchronised
+        (``clock_synchronised: false``): their times may be off, flag them as evidence."""
 
     @classmethod
     def keys_from_dir(cls, directory: Path) -> dict[str, Ed25519PublicKey]:
@@ -245,6 +250,8 @@ class ReadVerifier:
             self.duplicates["seq"] += 1
             return Duplicate(device_id, event_id, "seq")
         self.accepted[stream] += 1
+        if body.get("clock_synchronised") is False:
+            self.clock_unsynchronised[stream] += 1
         return Accepted(stream, device_id, seq, event_id, body, result == "late")
 
     def _remember(self, event_id: str) -> None:
@@ -301,6 +308,7 @@ class ReadVerifier:
             "accepted": dict(self.accepted),
             "duplicates": dict(self.duplicates),
             "rejected": dict(self.rejected),
+            "clock_unsynchronised": dict(self.clock_unsynchronised),
             "gaps_open": len(self.open_gaps(now)),
             "devices": devices,
         }

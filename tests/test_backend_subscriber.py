@@ -12,10 +12,10 @@ from pathlib import Path
 
 import paho.mqtt.publish as publish
 import pytest
-from conftest import Mosquitto
+from conftest import CAMERA, Mosquitto, make_vehicle_pass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.events import ReadEvent, encode_payload, to_payload, wire_payload
+from edge.events import ReadEvent, build_read_event, encode_payload, to_payload, wire_payload
 from edge.signing import EventSigner
 from scripts.backend_subscriber import Accepted, Duplicate, ReadVerifier, Rejected, topics
 
@@ -45,6 +45,21 @@ def test_valid_read_is_accepted_and_its_copy_dropped(
     again = verifier.handle(TOPIC, wire, now=0.1)
     assert isinstance(again, Duplicate) and again.by == "event_id"
     assert verifier.accepted["read"] == 1
+
+
+def test_reads_made_before_the_clock_synchronised_are_counted(
+    verifier: ReadVerifier, signer: EventSigner
+) -> None:
+    for seq, state in enumerate((False, True, None, False), start=1):
+        event = build_read_event(
+            make_vehicle_pass(f"S{seq}"),
+            device_id="pole-17",
+            camera=CAMERA,
+            clock_synchronised=state,
+        )
+        wire = wire_payload(encode_payload(to_payload(event, seq=seq)), None, signer.sign)
+        assert isinstance(verifier.handle(TOPIC, wire, now=0.0), Accepted)
+    assert verifier.summary(now=1.0)["clock_unsynchronised"] == {"read": 2}
 
 
 def test_forged_unknown_and_misplaced_reads_are_rejected(
