@@ -262,6 +262,7 @@ class Daemon:
                 outbox_refused=lambda: publisher.refused_count,
             ),
         )
+        self.clock()  # the first answer costs a command: ask it now, not in a read's path
         self._await_first_frames(FIRST_FRAME_TIMEOUT_S)
         sdnotify.notify("READY=1")
         log.info("alpr-edge %s running with %d camera(s)", __version__, len(self.pipelines))

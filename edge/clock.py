@@ -11,11 +11,16 @@ knows of), else ``chronyc tracking``; ``None`` when neither is there to tell.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import threading
 import time
 from collections.abc import Callable
+
+_SYSTEMD_CHANNELS = ("NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC", "LISTEN_FDS", "LISTEN_PID")
+"""What systemd gives the service itself. timedatectl is a systemd tool: it inherits them and,
+when it fails, sends ``ERRNO=...`` to the service's notify socket as if the daemon had."""
 
 REFRESH_S = 60.0
 """Seconds a clock answer is reused. A check runs two short commands; NTP state changes
@@ -24,6 +29,7 @@ rarely, and after a sync reads say ``false`` for at most this long (the safe dir
 
 def clock_synchronised() -> bool | None:
     """True or False from timedatectl or chrony; None when neither can tell."""
+    env = {k: v for k, v in os.environ.items() if k not in _SYSTEMD_CHANNELS}
     timedatectl = shutil.which("timedatectl")
     if timedatectl:
         try:
@@ -33,6 +39,7 @@ def clock_synchronised() -> bool | None:
                 text=True,
                 timeout=5,
                 check=False,
+                env=env,
             )
             if out.returncode == 0 and out.stdout.strip() in ("yes", "no"):
                 return out.stdout.strip() == "yes"
@@ -42,7 +49,12 @@ def clock_synchronised() -> bool | None:
     if chronyc:
         try:
             out = subprocess.run(  # noqa: S603 - fixed argv, binary found on PATH
-                [chronyc, "tracking"], capture_output=True, text=True, timeout=5, check=False
+                [chronyc, "tracking"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+                env=env,
             )
             if out.returncode == 0:
                 return "Leap status     : Normal" in out.stdout

@@ -116,3 +116,43 @@ def test_daemon_stores_each_read_with_the_clock_state_when_it_was_made(
     assert stored["AB12CDE"]["clock_synchronised"] is False
     assert stored["XY34ZZZ"]["clock_synchronised"] is True
     daemon.store.close()
+
+
+def stand_in(bin_dir: Path, name: str, output: str, code: int = 0) -> None:
+    """A PATH entry standing in for timedatectl or chronyc (not on every test machine, and
+    their answer here is the machine's): it records its environment and prints ``output``."""
+    script = bin_dir / name
+    script.write_text(f"#!/bin/sh\nenv > '{bin_dir / name}.env'\necho '{output}'\nexit {code}\n")
+    script.chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    ("timedatectl", "chronyc", "expected"),
+    [
+        (("yes", 0), None, True),
+        (("no", 0), None, False),
+        (("", 1), ("Leap status     : Normal", 0), True),
+        (("", 1), ("Leap status     : Not synchronised", 0), False),
+        (("", 1), ("", 1), None),
+    ],
+)
+def test_probe_reads_timedatectl_then_chronyc_and_keeps_systemd_channels_to_itself(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    timedatectl: tuple[str, int],
+    chronyc: tuple[str, int] | None,
+    expected: bool | None,
+) -> None:
+    stand_in(tmp_path, "timedatectl", *timedatectl)
+    if chronyc is not None:
+        stand_in(tmp_path, "chronyc", *chronyc)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    # Under systemd the daemon has these; a child systemd tool that fails would otherwise
+    # send ERRNO=... to the service's notify socket in the daemon's name.
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    monkeypatch.setenv("WATCHDOG_USEC", "5000000")
+    monkeypatch.setenv("WATCHDOG_PID", "1")
+    assert clock_synchronised() is expected
+    seen = (tmp_path / "timedatectl.env").read_text()
+    assert "PATH=" in seen
+    assert "NOTIFY_SOCKET" not in seen and "WATCHDOG_" not in seen
