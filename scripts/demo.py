@@ -138,7 +138,8 @@ def main() -> int:
             f"  <- {msg.topic} seq={payload.get('seq')} plate={plate['text']!r} "
             f"conf={plate['confidence']:.2f} status={plate['status']} region={region} "
             f"vehicle={vehicle.get('color')}/{vehicle.get('type')} "
-            f"direction={payload['direction']} signed={'signature' in payload}",
+            f"direction={payload['direction']} clock_synced={payload.get('clock_synchronised')} "
+            f"signed={'signature' in payload}",
             flush=True,
         )
 
